@@ -1,0 +1,63 @@
+"""mnist_web: handwritten-digit recognition service (Flask + Keras), records kept in Cassandra/SQLite/Redis."""
+
+import logging
+import sys
+
+from flask import Flask
+
+from .config import REPO_ROOT, Config
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def create_app(test_config=None):
+    """Build the Flask app; nothing heavy happens here (model and store load on first use)."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(REPO_ROOT / "templates"),
+        static_folder=str(REPO_ROOT / "static"),
+    )
+    app.config.from_object(Config)
+    if test_config:
+        app.config.update(test_config)
+    _configure_logging(app.config["LOG_LEVEL"])
+    if app.config.get("MNIST_PROXY_COUNT"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["MNIST_PROXY_COUNT"]))
+
+    from . import api, cli, db, errors, health, metrics, web
+
+    errors.init_app(app)
+    db.init_app(app)
+    metrics.init_app(app)
+    cli.init_app(app)
+    app.register_blueprint(web.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+
+    @app.after_request
+    def security_headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return app
+
+
+def _configure_logging(level):
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,58 @@
+"""Command-line tools: `flask --app mnist_web predict FILE...` and `... evaluate`."""
+
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+
+from .errors import MnistWebError
+from .preprocessing import preprocess
+from .recognizer import get_recognizer
+
+
+def _recognizer():
+    return get_recognizer(current_app.config["MNIST_MODEL_DIR"])
+
+
+@click.command("predict")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def predict_command(files):
+    """Print the digit and confidence for each image file (PNG, JPEG, BMP)."""
+    failed = False
+    for path in files:
+        try:
+            prediction = _recognizer().predict(preprocess(path.read_bytes()))
+        except (MnistWebError, OSError) as exc:
+            click.echo(f"{path}: error: {getattr(exc, 'message', exc)}", err=True)
+            failed = True
+            continue
+        click.echo(f"{path}: {prediction.digit} ({prediction.confidence:.1%})")
+    if failed:
+        sys.exit(1)
+
+
+@click.command("evaluate")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--limit", type=int, default=None, help="Use only the first N test digits for the canvas set.")
+def evaluate_command(data_dir, limit):
+    """Print MNIST-test accuracy, canvas-set accuracy and single-image latency."""
+    from .evaluation import canvas_accuracy, mnist_test_accuracy, single_image_latency
+
+    recognizer = _recognizer()
+    click.echo(f"model {recognizer.version}")
+    mnist = mnist_test_accuracy(recognizer, data_dir)
+    click.echo(f"MNIST test accuracy: {mnist:.2%} (10,000 images)")
+    canvas, refused = canvas_accuracy(recognizer, data_dir, limit)
+    click.echo(f"canvas-set accuracy: {canvas:.2%} ({limit or 10000} drawings, {refused} refused)")
+    from .datasets import load_mnist
+
+    _, (images, _) = load_mnist(data_dir)
+    p50, p95 = single_image_latency(recognizer, images[0].astype("float32") / 255.0)
+    click.echo(f"single-image latency: p50 {p50:.3f} ms, p95 {p95:.3f} ms")
+
+
+def init_app(app):
+    """Register the commands."""
+    app.cli.add_command(predict_command)
+    app.cli.add_command(evaluate_command)

@@ -1,0 +1,31 @@
+"""Configuration from environment variables, with defaults that run on a laptop."""
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(name, default):
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    """Every setting the service reads; each comes from the environment variable of the same name."""
+
+    # Where records go: sqlite:///path, cassandra://host1,host2:9042/keyspace?..., redis://host:6379/0.
+    # Empty means SQLite in the Flask instance folder.
+    MNIST_DATABASE_URL = os.environ.get("MNIST_DATABASE_URL", "")
+    MNIST_MODEL_DIR = os.environ.get("MNIST_MODEL_DIR", str(REPO_ROOT / "model"))
+    # Durable local spool for records the database could not take (SQLite file); empty: instance folder.
+    MNIST_SPOOL_PATH = os.environ.get("MNIST_SPOOL_PATH", "")
+    MNIST_SPOOL_MAX_RECORDS = _int("MNIST_SPOOL_MAX_RECORDS", 100_000)
+    # Largest request body (bytes) and decoded image (pixels) accepted.
+    MAX_CONTENT_LENGTH = _int("MNIST_MAX_UPLOAD_BYTES", 5 * 1024 * 1024)
+    MNIST_MAX_IMAGE_PIXELS = _int("MNIST_MAX_IMAGE_PIXELS", 16_000_000)
+    # Seconds a store operation may take before the record is spooled instead.
+    MNIST_STORE_TIMEOUT = float(os.environ.get("MNIST_STORE_TIMEOUT", "2.0"))
+    MNIST_HISTORY_LIMIT = _int("MNIST_HISTORY_LIMIT", 100)
+    # How many proxies in front set X-Forwarded-For (0: use the socket address as the client IP).
+    MNIST_PROXY_COUNT = _int("MNIST_PROXY_COUNT", 0)
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

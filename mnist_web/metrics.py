@@ -1,0 +1,66 @@
+"""Prometheus metrics: request counts and latency, predictions per digit, spool depth."""
+
+import time
+
+from flask import Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+EXTENSION = "mnist_web.metrics"
+
+
+class Metrics:
+    """One registry per app, so several apps (tests) never collide."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mnist_http_requests", "HTTP requests", ["method", "endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "mnist_http_request_duration_seconds",
+            "HTTP request latency",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.predictions = Counter("mnist_predictions", "Predictions made", ["digit"], registry=self.registry)
+        self.inference = Histogram(
+            "mnist_inference_seconds",
+            "Preprocessing and model time per prediction",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=self.registry,
+        )
+        self.spool_depth = Gauge("mnist_spool_depth", "Records waiting in the local spool", registry=self.registry)
+
+
+def metrics():
+    """The current app's metrics."""
+    return current_app.extensions[EXTENSION]
+
+
+def render():
+    """The Prometheus text exposition of the current app's registry."""
+    from .db import EXTENSION as STORE
+
+    store = current_app.extensions[STORE].peek()
+    metrics().spool_depth.set(getattr(store, "depth", 0) if store is not None else 0)
+    return Response(generate_latest(metrics().registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_app(app):
+    """Create the app's registry and time every request."""
+    app.extensions[EXTENSION] = Metrics()
+
+    @app.before_request
+    def start_timer():
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def record_request(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        found = app.extensions[EXTENSION]
+        found.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+        started = g.get("request_started")
+        if started is not None:
+            found.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response

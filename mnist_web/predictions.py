@@ -1,0 +1,67 @@
+"""The one path every prediction takes: decode, normalize, classify, record."""
+
+import base64
+import time
+
+import cv2
+import numpy as np
+from flask import current_app
+
+from .db import get_store
+from .metrics import metrics
+from .preprocessing import image_format, parse_data_url, preprocess
+from .recognizer import get_recognizer
+from .store.base import Record, new_record_id, record_time
+
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "bmp": "image/bmp"}
+
+
+def recognizer():
+    """The process's recognizer for the configured model folder."""
+    return get_recognizer(current_app.config["MNIST_MODEL_DIR"])
+
+
+def predict_and_record(data, source, client_ip):
+    """Classify image bytes or a data URL, store the record, and return it."""
+    model = recognizer()  # loaded once per process; not part of the request's latency
+    started = time.perf_counter()
+    if isinstance(data, str) or bytes(data[:5]).lower() == b"data:":
+        data = parse_data_url(data)
+    data = bytes(data)
+    kind = image_format(data)
+    model_input = preprocess(data, current_app.config["MNIST_MAX_IMAGE_PIXELS"])
+    prediction = model.predict(model_input)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+
+    record_id = new_record_id()
+    record = Record(
+        id=record_id,
+        created_at=record_time(record_id),
+        digit=prediction.digit,
+        confidence=prediction.confidence,
+        probabilities=list(prediction.probabilities),
+        source=source,
+        client_ip=client_ip or "",
+        image=data,
+        image_type=MIME_TYPES[kind],
+        model_input=np.round(model_input * 255).astype(np.uint8).tobytes(),
+        model_version=model.version,
+        latency_ms=round(latency_ms, 3),
+    )
+    get_store().add(record)
+    found = metrics()
+    found.predictions.labels(str(prediction.digit)).inc()
+    found.inference.observe(latency_ms / 1000.0)
+    return record
+
+
+def model_input_png(record):
+    """The 28x28 image the model saw, as PNG bytes."""
+    pixels = np.frombuffer(record.model_input, np.uint8).reshape(28, 28)
+    ok, encoded = cv2.imencode(".png", pixels)
+    return encoded.tobytes()
+
+
+def model_input_data_url(record):
+    """The 28x28 image the model saw, as a data URL the page can show at once."""
+    return "data:image/png;base64," + base64.b64encode(model_input_png(record)).decode("ascii")

@@ -1,0 +1,238 @@
+"""Turn submitted image bytes into the 28x28 white-on-black input the model was trained on.
+
+MNIST digits were scaled to fit a 20x20 box (keeping the aspect ratio) and centred by centre of mass
+in a 28x28 field; drawings from a browser canvas are black ink on a transparent or white page, of any
+size and position. This module brings the second to the first, in memory.
+"""
+
+import base64
+import binascii
+import re
+import struct
+
+import cv2
+import numpy as np
+
+from .errors import ImageTooLarge, InvalidImage, NoDigitFound, UnsupportedImageType
+
+SIDE = 28
+BOX = 20
+# Mean centre of mass of the MNIST training digits, in pixel-index coordinates (row, column).
+MNIST_CENTRE = (14.0, 14.0)
+# Stroke width (2 * ink mass / contour length) of a typical MNIST training digit, in 28x28 pixels.
+MNIST_STROKE_WIDTH = 2.3
+DEFAULT_MAX_PIXELS = 16_000_000
+# Ink below this (0..1) is paper texture, JPEG ringing or scanner dust, not a stroke.
+NOISE_FLOOR = 0.12
+STROKE_THRESHOLD = 0.3
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_DATA_URL = re.compile(rb"^data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<payload>.*)$", re.S)
+_SUPPORTED_MIME = {b"image/png", b"image/jpeg", b"image/jpg", b"image/bmp", b"image/x-ms-bmp"}
+
+
+def parse_data_url(data):
+    """Return the bytes inside a `data:image/...;base64,` URL; raise InvalidImage if malformed."""
+    if isinstance(data, str):
+        data = data.encode("ascii", errors="replace")
+    match = _DATA_URL.match(data.strip())
+    if not match:
+        raise InvalidImage("malformed data URL")
+    mime = match["mime"].strip().lower()
+    if not mime.startswith(b"image/"):
+        raise InvalidImage("the data URL does not hold an image")
+    if mime not in _SUPPORTED_MIME:
+        raise UnsupportedImageType(f"unsupported image type {mime.decode('ascii', 'replace')}: send PNG, JPEG or BMP")
+    if b";base64" not in match["params"].lower():
+        raise InvalidImage("the data URL must be base64-encoded")
+    payload = re.sub(rb"\s+", b"", match["payload"])
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImage("the data URL's base64 is malformed") from None
+
+
+def image_format(data):
+    """Name the format from the magic bytes ('png', 'jpeg', 'bmp'); raise for anything else."""
+    if data.startswith(_PNG_SIGNATURE):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(b"BM") and len(data) >= 26:
+        return "bmp"
+    if not data:
+        raise InvalidImage("empty image")
+    raise UnsupportedImageType()
+
+
+def _png_size(data):
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise InvalidImage("PNG header is damaged")
+    if data.rfind(b"IEND") < 0:
+        raise InvalidImage("PNG is truncated")
+    return struct.unpack(">II", data[16:24])
+
+
+def _jpeg_size(data):
+    # Walk the marker segments up to the first start-of-frame, which holds the dimensions.
+    sof_markers = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+    pos = 2
+    while pos + 9 <= len(data):
+        if data[pos] != 0xFF:
+            raise InvalidImage("JPEG header is damaged")
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in sof_markers:
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            if data.rfind(b"\xff\xd9") < pos:
+                raise InvalidImage("JPEG is truncated")
+            return width, height
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        pos += 2 + length
+    raise InvalidImage("JPEG has no frame header")
+
+
+def _bmp_size(data):
+    (file_size,) = struct.unpack("<I", data[2:6])
+    (header_size,) = struct.unpack("<I", data[14:18])
+    if header_size == 12:
+        width, height = struct.unpack("<HH", data[18:22])
+    elif header_size >= 40:
+        width, height = struct.unpack("<ii", data[18:26])
+    else:
+        raise InvalidImage("BMP header is damaged")
+    if file_size > len(data):
+        raise InvalidImage("BMP is truncated")
+    return abs(width), abs(height)
+
+
+_SIZE_READERS = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size}
+
+
+def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Decode PNG/JPEG/BMP bytes (or a data URL) to a float32 grayscale array in 0..1, alpha over white."""
+    if isinstance(data, str) or data[:5].lower() == b"data:":
+        data = parse_data_url(data)
+    data = bytes(data)
+    kind = image_format(data)
+    width, height = _SIZE_READERS[kind](data)
+    if width == 0 or height == 0:
+        raise InvalidImage("the image has no pixels")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"the image is {width}x{height}; at most {max_pixels} pixels are accepted")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.shape[0] != height or image.shape[1] != width:
+        raise InvalidImage(f"the {kind.upper()} data could not be decoded")
+    return _to_gray(image)
+
+
+def _to_gray(image):
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    pixels = image.astype(np.float32) / scale
+    if pixels.ndim == 2:
+        return pixels
+    channels = pixels.shape[2]
+    if channels == 1:
+        return pixels[..., 0]
+    # OpenCV orders colour channels B, G, R; these are the ITU-R BT.601 luma weights.
+    gray = pixels[..., :3] @ np.array([0.114, 0.587, 0.299], np.float32)
+    if channels == 4:
+        alpha = pixels[..., 3]
+        gray = gray * alpha + (1.0 - alpha)
+    return gray
+
+
+def extract_ink(gray):
+    """Return ink strength 0..1 (white on black) whatever the page's polarity and shade."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    if background > 0.5:
+        ink = (background - gray) / max(background, 1e-6)
+    else:
+        ink = (gray - background) / max(1.0 - background, 1e-6)
+    ink = np.clip(ink, 0.0, 1.0)
+    ink[ink < NOISE_FLOOR] = 0.0
+    return ink
+
+
+def _digit_mask(ink):
+    """Keep the strokes of the digit; drop specks that lie away from it."""
+    mask = (ink >= STROKE_THRESHOLD).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    major = [i + 1 for i, area in enumerate(areas) if area >= 0.1 * areas.max()]
+    left = min(stats[i, cv2.CC_STAT_LEFT] for i in major)
+    top = min(stats[i, cv2.CC_STAT_TOP] for i in major)
+    right = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in major)
+    bottom = max(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in major)
+    margin = 0.25 * max(right - left, bottom - top)
+    keep = np.zeros(count, bool)
+    for i in range(1, count):
+        x, y, w, h = stats[i, :4]
+        near = x < right + margin and x + w > left - margin and y < bottom + margin and y + h > top - margin
+        keep[i] = i in major or near
+    return keep[labels]
+
+
+def _stroke_width(ink):
+    """Mean stroke width in pixels: twice the ink mass over the contour length."""
+    mask = (ink >= STROKE_THRESHOLD).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    return 2.0 * float(ink.sum()) / max(perimeter, 1.0)
+
+
+def normalize_ink(ink):
+    """Crop, stroke-normalize, scale into the 20x20 box and centre by mass in 28x28 (float32 0..1)."""
+    mask = _digit_mask(ink)
+    if mask is None:
+        raise NoDigitFound()
+    ink = np.where(mask, ink, 0.0).astype(np.float32)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    height, width = crop.shape
+    if max(height, width) < max(3, 0.03 * max(ink.shape)):
+        raise NoDigitFound("no digit found: the ink is only a speck")
+    scale = BOX / max(height, width)
+
+    # A hairline drawn on a big canvas would fade to nothing at 20 px; thicken it to MNIST's pen.
+    wanted = MNIST_STROKE_WIDTH / scale
+    width_now = _stroke_width(crop)
+    if width_now < 0.7 * wanted:
+        radius = int(round((wanted - width_now) / 2))
+        if radius > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+            crop = cv2.dilate(np.pad(crop, radius), kernel)
+            height, width = crop.shape
+            scale = BOX / max(height, width)
+
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    box = cv2.resize(crop, size, interpolation=interpolation)
+    peak = float(box.max())
+    if peak <= 0:
+        raise NoDigitFound()
+    box = np.clip(box / peak, 0.0, 1.0)
+
+    mass_rows, mass_cols = np.indices(box.shape)
+    total = box.sum()
+    centre_row = float((mass_rows * box).sum() / total)
+    centre_col = float((mass_cols * box).sum() / total)
+    top = int(np.clip(round(MNIST_CENTRE[0] - centre_row), 0, SIDE - box.shape[0]))
+    left = int(np.clip(round(MNIST_CENTRE[1] - centre_col), 0, SIDE - box.shape[1]))
+    field = np.zeros((SIDE, SIDE), np.float32)
+    field[top : top + box.shape[0], left : left + box.shape[1]] = box
+    return field
+
+
+def preprocess(data, max_pixels=DEFAULT_MAX_PIXELS):
+    """Image bytes (PNG, JPEG, BMP) or a data URL -> the 28x28 float32 model input, white on black."""
+    return normalize_ink(extract_ink(decode_image(data, max_pixels)))

@@ -1,0 +1,116 @@
+"""The record store interface every backend implements, and the record it stores."""
+
+import abc
+import dataclasses
+import datetime
+import uuid
+
+from ..errors import InvalidLabel
+
+
+@dataclasses.dataclass
+class Record:
+    """One prediction: what was sent, what the model saw and said, and the user's label if given."""
+
+    id: uuid.UUID  # a version-1 (time) UUID made by the client, so replays are idempotent
+    created_at: datetime.datetime  # UTC, millisecond precision
+    digit: int
+    confidence: float
+    probabilities: list
+    source: str  # canvas / upload / api
+    client_ip: str
+    image: bytes
+    image_type: str  # image/png, image/jpeg or image/bmp
+    model_input: bytes  # the 28x28 uint8 image the model saw, row-major
+    model_version: str
+    latency_ms: float
+    label: int | None = None
+
+    def summary(self):
+        """The JSON-ready form without the image bytes."""
+        return {
+            "id": str(self.id),
+            "digit": self.digit,
+            "confidence": self.confidence,
+            "probabilities": list(self.probabilities),
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "model_version": self.model_version,
+            "source": self.source,
+            "label": self.label,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclasses.dataclass
+class Stats:
+    """Counts per predicted digit and accuracy over the labelled records."""
+
+    total: int
+    per_digit: dict  # digit -> count
+    labelled: int
+    correct: int
+
+    @property
+    def accuracy(self):
+        """Share of labelled records whose prediction matched the label, or None if none are labelled."""
+        return self.correct / self.labelled if self.labelled else None
+
+
+def new_record_id():
+    """A fresh time-based UUID (timeuuid), unique even for records made in the same millisecond."""
+    return uuid.uuid1()
+
+
+def record_time(record_id):
+    """The UTC time a timeuuid was made, at millisecond precision."""
+    # uuid1 time counts 100 ns intervals since 1582-10-15.
+    micros = (record_id.time - 0x01B21DD213814000) // 10
+    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(microseconds=micros)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def sort_token(record_id):
+    """A string that sorts records by creation time (then id), shared by every backend's ordering."""
+    return f"{record_id.time:016x}{record_id.hex}"
+
+
+def check_label(label):
+    """Return the label as an int 0..9 or raise InvalidLabel (bools and floats are refused)."""
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= 9:
+        raise InvalidLabel()
+    return label
+
+
+class RecordStore(abc.ABC):
+    """Where predictions are kept. Every method may raise StoreUnavailable when the backend is down."""
+
+    @abc.abstractmethod
+    def init_schema(self):
+        """Create the keyspace/tables if missing (idempotent)."""
+
+    @abc.abstractmethod
+    def add(self, record):
+        """Store a record; writing the same id twice leaves one record (idempotent)."""
+
+    @abc.abstractmethod
+    def get(self, record_id):
+        """Return the record with this id (uuid.UUID) or raise RecordNotFound."""
+
+    @abc.abstractmethod
+    def recent(self, limit, cursor=None):
+        """Return (records newest first, next_cursor or None); cursor is the id of the last record seen."""
+
+    @abc.abstractmethod
+    def set_label(self, record_id, label):
+        """Store the user's correct digit for a record and return the updated record."""
+
+    @abc.abstractmethod
+    def stats(self):
+        """Return Stats over all records."""
+
+    @abc.abstractmethod
+    def ping(self):
+        """Raise StoreUnavailable unless the backend answers."""
+
+    def close(self):
+        """Release connections (default: nothing to release)."""

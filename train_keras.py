@@ -17,7 +17,7 @@ import numpy as np
 
 # --- Hyper-parameters -------------------------------------------------------------------------
 SEED = 2026
-EPOCHS = 15
+EPOCHS = 18
 BATCH_SIZE = 128
 VALIDATION_SIZE = 6_000  # held out of the 60,000 training images
 PEAK_LEARNING_RATE = 2e-3  # Adam, cosine-decayed to zero over the run
@@ -32,6 +32,8 @@ STROKE_CHANGE_PROBABILITY = 0.3
 # Each training sample is, half of the time, the same digit drawn on a 280x280 canvas and put through
 # the service's own preprocessing, so that the model knows what real drawings turn into.
 CANVAS_FRACTION = 0.5
+CANVAS_COPIES = 2  # different random drawings of each training digit
+CANVAS_CHUNKS = 8  # fixed, so the drawings do not depend on the number of CPUs
 
 
 def parse_args():
@@ -40,9 +42,13 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "model")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
-                        help="folder with the four MNIST IDX .gz files (default: $MNIST_DATA_DIR or ../shared/mnist); "
-                        "without them Keras downloads MNIST")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="folder with the four MNIST IDX .gz files (default: $MNIST_DATA_DIR or ../shared/mnist); "
+        "without them Keras downloads MNIST",
+    )
     parser.add_argument("--seed", type=int, default=SEED)
     return parser.parse_args()
 
@@ -55,7 +61,6 @@ def main():
     import tensorflow as tf
     from keras import layers
 
-    from mnist_web.canvas import canvas_model_inputs
     from mnist_web.datasets import load_mnist
 
     keras.utils.set_random_seed(args.seed)
@@ -69,21 +74,25 @@ def main():
     y_train = y_all[train_idx]
     x_val = x_all[val_idx].astype("float32") / 255.0
     y_val = y_all[val_idx]
-    logging.info("rendering %d training digits as canvas drawings", len(x_train))
-    x_canvas = canvas_model_inputs(x_all[train_idx], seed=args.seed)
+    logging.info("drawing each of %d training digits %d times on a canvas", len(x_train), CANVAS_COPIES)
+    x_canvas = render_canvas_copies(x_all[train_idx], args.seed)
     pool_x = np.concatenate([x_train, x_canvas])[..., None]
-    pool_y = np.concatenate([y_train, y_train])
+    pool_y = np.concatenate([y_train] * (1 + CANVAS_COPIES))
     steps_per_epoch = len(x_train) // BATCH_SIZE
-    # Per epoch, each step draws from the original or canvas copy in CANVAS_FRACTION proportion.
-    weights = np.concatenate([np.full(len(x_train), 1 - CANVAS_FRACTION), np.full(len(x_train), CANVAS_FRACTION)])
+    # Each sample is an original digit or one of its canvas drawings, in CANVAS_FRACTION proportion.
+    weights = np.concatenate([np.full(len(x_train), 1 - CANVAS_FRACTION), np.full(len(x_canvas), CANVAS_FRACTION)])
     sample_prob = weights / weights.sum()
 
     # --- Augmentation (tf.data, outside the model, so the saved model is plain layers) ---
-    geometric = keras.Sequential([
-        layers.RandomRotation(ROTATION_DEGREES / 360.0, fill_mode="constant", seed=args.seed),
-        layers.RandomZoom(ZOOM, fill_mode="constant", seed=args.seed + 1),
-        layers.RandomTranslation(SHIFT_PIXELS / 28.0, SHIFT_PIXELS / 28.0, fill_mode="constant", seed=args.seed + 2),
-    ])
+    geometric = keras.Sequential(
+        [
+            layers.RandomRotation(ROTATION_DEGREES / 360.0, fill_mode="constant", seed=args.seed),
+            layers.RandomZoom(ZOOM, fill_mode="constant", seed=args.seed + 1),
+            layers.RandomTranslation(
+                SHIFT_PIXELS / 28.0, SHIFT_PIXELS / 28.0, fill_mode="constant", seed=args.seed + 2
+            ),
+        ]
+    )
 
     def change_stroke(images):
         thicker = tf.nn.max_pool2d(images, 3, 1, "SAME")
@@ -145,7 +154,9 @@ def main():
     )
 
     # --- Training ---
-    history = model.fit(train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds, verbose=1)
+    history = model.fit(
+        train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds, verbose=1
+    )
     training_seconds = time.time() - started
 
     # --- The test set, used once ---
@@ -183,6 +194,22 @@ def main():
     (args.output / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     save_plots(history.history, confusion, args.output)
     logging.info("wrote %s in %.0f s", args.output, training_seconds)
+
+
+def render_canvas_copies(images, seed):
+    """CANVAS_COPIES canvas drawings of every image, preprocessed as the service does, on all CPUs."""
+    import multiprocessing
+
+    from mnist_web.canvas import canvas_model_inputs
+
+    chunks = np.array_split(np.arange(len(images)), CANVAS_CHUNKS)
+    jobs = [
+        (images[chunk], seed * 1000 + copy * CANVAS_CHUNKS + number)
+        for copy in range(CANVAS_COPIES)
+        for number, chunk in enumerate(chunks)
+    ]
+    with multiprocessing.get_context("spawn").Pool() as pool:
+        return np.concatenate(pool.starmap(canvas_model_inputs, jobs))
 
 
 def save_plots(history, confusion, output):

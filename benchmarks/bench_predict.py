@@ -54,8 +54,10 @@ def main():
     print(f"model {recognizer.version}; {os.cpu_count()} CPUs")
 
     p50, p95, p99 = percentiles(time_calls(lambda: recognizer.predict(inputs[0]), args.runs))
-    print(f"single image, model only:      p50 {p50:.3f} ms  p95 {p95:.3f} ms  p99 {p99:.3f} ms"
-          f"  (target p50 <= {SINGLE_TARGET_MS} ms: {SINGLE_TARGET_MS / p50:.2f}x headroom)")
+    print(
+        f"single image, model only:      p50 {p50:.3f} ms  p95 {p95:.3f} ms  p99 {p99:.3f} ms"
+        f"  (target p50 <= {SINGLE_TARGET_MS} ms: {SINGLE_TARGET_MS / p50:.2f}x headroom)"
+    )
 
     pngs = [png for png, _ in canvas_set(images[:200], labels[:200], seed=1)]
     cycle = iter(range(10**9))
@@ -72,8 +74,10 @@ def main():
         started = time.perf_counter()
         recognizer.predict_batch(inputs, batch_size)
         rate = len(inputs) / (time.perf_counter() - started)
-        print(f"batched, batch {batch_size:5d}: {rate:,.0f} images/s"
-              f"  (target >= {BATCH_TARGET_PER_S:,}: {rate / BATCH_TARGET_PER_S:.2f}x)")
+        print(
+            f"batched, batch {batch_size:5d}: {rate:,.0f} images/s"
+            f"  (target >= {BATCH_TARGET_PER_S:,}: {rate / BATCH_TARGET_PER_S:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ def render_drawing(digit, rng, side=CANVAS_SIDE):
     ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     if max(ink.shape) > side:
         fit = side / max(ink.shape)
-        ink = cv2.resize(ink, (max(1, int(ink.shape[1] * fit)), max(1, int(ink.shape[0] * fit))), interpolation=cv2.INTER_AREA)
+        ink = cv2.resize(
+            ink, (max(1, int(ink.shape[1] * fit)), max(1, int(ink.shape[0] * fit))), interpolation=cv2.INTER_AREA
+        )
 
     page = np.zeros((side, side), np.float32)
     top = int(rng.integers(0, side - ink.shape[0] + 1))
@@ -86,7 +88,7 @@ def encode_png(ink, background):
 def canvas_set(images, labels, seed):
     """Yield (png_bytes, label) for each digit, drawn on a 280x280 canvas; deterministic for a seed."""
     rng = np.random.default_rng(seed)
-    for digit, label in zip(images, labels):
+    for digit, label in zip(images, labels, strict=True):
         ink = render_drawing(digit, rng)
         yield encode_png(ink, BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]), int(label)
 

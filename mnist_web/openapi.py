@@ -87,7 +87,10 @@ def openapi_document():
                 "get": {
                     "summary": "The submitted image",
                     "parameters": [ID_PARAM],
-                    "responses": {"200": {"description": "the image bytes", "content": {"image/*": image_bytes}}, **_errors(404)},
+                    "responses": {
+                        "200": {"description": "the image bytes", "content": {"image/*": image_bytes}},
+                        **_errors(404),
+                    },
                 }
             },
             "/api/v1/predictions/{record_id}/input": {
@@ -126,13 +129,21 @@ def openapi_document():
             "/readyz": {
                 "get": {
                     "summary": "Readiness: model loaded and store reachable, with detail",
-                    "responses": {"200": _json({"type": "object"}, "ready"), "503": _json({"type": "object"}, "not ready")},
+                    "responses": {
+                        "200": _json({"type": "object"}, "ready"),
+                        "503": _json({"type": "object"}, "not ready"),
+                    },
                 }
             },
             "/metrics": {
-                "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text exposition format"}},
+                }
             },
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI")}}},
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI")}}
+            },
         },
         "components": {
             "schemas": {

@@ -7,6 +7,7 @@ from mnist_web import create_app
 from mnist_web.canvas import encode_png, render_drawing
 from mnist_web.datasets import load_mnist
 from mnist_web.recognizer import get_recognizer
+from servers import *  # noqa: F403  (session fixtures for the real Cassandra and Redis servers)
 
 
 @pytest.fixture

@@ -178,7 +178,10 @@ BAD_POSTS = {
     "truncated png": dict(data="TRUNCATED", content_type="image/png"),
     "svg": dict(data=b'<svg xmlns="http://www.w3.org/2000/svg"><text>7</text></svg>', content_type="image/png"),
     "svg upload": dict(data={"file": (io.BytesIO(b"<svg/>"), "seven.png")}),
-    "gif": dict(data=b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x00\x00\x00\x00\x00;", content_type="image/gif"),
+    "gif": dict(
+        data=b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x00\x00\x00\x00\x00;",
+        content_type="image/gif",
+    ),
     "gif with png type": dict(data=b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", content_type="image/png"),
     "over the pixel limit": dict(data=png_header_only(50_000, 50_000), content_type="image/png"),
     "decompression bomb": dict(data="BOMB", content_type="image/png"),

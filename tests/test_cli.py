@@ -13,7 +13,7 @@ def test_predict_prints_digit_and_confidence(runner, drawing, mnist_test, tmp_pa
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 3
-    for line, index in zip(lines, (0, 1, 2)):
+    for line, index in zip(lines, (0, 1, 2), strict=True):
         match = re.fullmatch(r".*digit\d\.png: (\d) \((\d+\.\d)%\)", line)
         assert match, line
         assert int(match[1]) == mnist_test[1][index]

@@ -41,13 +41,15 @@ def page(ink, background="white"):
 
 
 def place(digit, side, top, left, canvas=280):
-    """Scale a 28x28 MNIST digit to side x side and put it at (top, left) on a canvas of ink."""
+    """Scale a 28x28 MNIST digit to side x side and put it at (top, left) on a canvas of ink ("end": flush)."""
     ink = np.zeros((canvas, canvas), np.float32)
     rows = np.flatnonzero(digit.max(axis=1) > 25)
     cols = np.flatnonzero(digit.max(axis=0) > 25)
     crop = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32) / 255
     scale = side / max(crop.shape)
     scaled = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))))
+    top = canvas - scaled.shape[0] if top == "end" else top
+    left = canvas - scaled.shape[1] if left == "end" else left
     ink[top : top + scaled.shape[0], left : left + scaled.shape[1]] = np.clip(scaled, 0, 1)
     return ink
 
@@ -84,7 +86,7 @@ def test_tiny_digit_in_a_corner(mnist_test, recognizer, corner):
 @pytest.mark.parametrize("where", ["top", "left", "bottom", "right"])
 def test_digit_touching_the_edge(mnist_test, recognizer, where):
     digit = mnist_test[0][0]  # a 7
-    positions = {"top": (0, 100), "left": (100, 0), "bottom": (280 - 150, 100), "right": (100, 280 - 106)}
+    positions = {"top": (0, 100), "left": (100, 0), "bottom": ("end", 100), "right": (100, "end")}
     ink = place(digit, 150, *positions[where])
     assert ink[0].any() or ink[:, 0].any() or ink[-1].any() or ink[:, -1].any()
     image = preprocess(encode(page(ink, "transparent"), ".png"))
@@ -129,7 +131,9 @@ def test_png_jpeg_and_bmp_give_the_same_answer(mnist_test, recognizer, ext, para
 def test_sixteen_bit_png_matches_eight_bit(mnist_test):
     gray8 = page(place(mnist_test[0][0], 160, 60, 60))
     gray16 = gray8.astype(np.uint16) * 257
-    assert np.allclose(preprocess(make_png(gray16, color_type=0, bit_depth=16)), preprocess(encode(gray8, ".png")), atol=1e-3)
+    assert np.allclose(
+        preprocess(make_png(gray16, color_type=0, bit_depth=16)), preprocess(encode(gray8, ".png")), atol=1e-3
+    )
 
 
 def test_palette_png_with_transparency(mnist_test, recognizer):

@@ -65,7 +65,7 @@ def record_time(record_id):
     """The UTC time a timeuuid was made, at millisecond precision."""
     # uuid1 time counts 100 ns intervals since 1582-10-15.
     micros = (record_id.time - 0x01B21DD213814000) // 10
-    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(microseconds=micros)
+    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(microseconds=micros)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
@@ -112,5 +112,5 @@ class RecordStore(abc.ABC):
     def ping(self):
         """Raise StoreUnavailable unless the backend answers."""
 
-    def close(self):
+    def close(self):  # noqa: B027  (optional hook: most backends have nothing to release)
         """Release connections (default: nothing to release)."""

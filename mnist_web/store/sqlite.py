@@ -47,7 +47,6 @@ class SqliteStore(RecordStore):
         if conn is None:
             try:
                 conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"sqlite: {exc}") from exc
@@ -61,8 +60,9 @@ class SqliteStore(RecordStore):
             raise StoreUnavailable(f"sqlite: {exc}") from exc
 
     def init_schema(self):
-        """Create the record_data table and its index if missing."""
+        """Create the record_data table and its index if missing, in WAL mode (which persists in the file)."""
         try:
+            self._db().execute("PRAGMA journal_mode=WAL")
             self._db().executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from exc
@@ -137,8 +137,21 @@ class SqliteStore(RecordStore):
 
 
 def _to_record(row):
-    (rid, date, result, confidence, probabilities, source, client_ip, image, image_type,
-     model_input, model_version, latency_ms, label) = row
+    (
+        rid,
+        date,
+        result,
+        confidence,
+        probabilities,
+        source,
+        client_ip,
+        image,
+        image_type,
+        model_input,
+        model_version,
+        latency_ms,
+        label,
+    ) = row
     return Record(
         id=uuid.UUID(rid),
         created_at=datetime.datetime.fromisoformat(date),

@@ -1,0 +1,78 @@
+# Two commands on a fresh machine:  `make run` (serve on the embedded SQLite store)  and  `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+# The MNIST files beside the repo, if present; elsewhere Keras downloads MNIST.
+ifneq ($(wildcard ../shared/mnist/t10k-images-idx3-ubyte.gz),)
+export MNIST_DATA_DIR ?= $(abspath ../shared/mnist)
+endif
+
+# The servers `make test` starts for the suite, on ports of their own so a `make services` may run beside.
+TEST_SERVICES_ENV := CASSANDRA_PORT=19042 CASSANDRA_STORAGE_PORT=17000 CASSANDRA_JMX_PORT=17199 \
+	CASSANDRA_DIR=$(CURDIR)/.cache/test-services/cassandra REDIS_PORT=16379 REDIS_DIR=$(CURDIR)/.cache/test-services/redis
+
+.PHONY: help run test lint services services-stop system-deps cassandra-jars train evaluate bench assets clean
+
+help:
+	@echo "make run       set up and serve http://$(HOST):$(PORT) (SQLite store)"
+	@echo "make test      set up everything and run lint + the whole test suite against real servers"
+	@echo "make services  start Cassandra 5.0 (127.0.0.1:9042) and Redis (127.0.0.1:6379); make services-stop"
+	@echo "make train | evaluate | bench | assets"
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "mnist_web:create_app()"
+
+system-deps:
+	bash scripts/install_system_deps.sh
+
+cassandra-jars: $(VENV)/.dev system-deps
+	$(BIN)/python scripts/services.py fetch
+
+services: $(VENV)/.dev system-deps
+	$(BIN)/python scripts/services.py start
+
+services-stop:
+	$(BIN)/python scripts/services.py stop
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+
+test: $(VENV)/.dev system-deps cassandra-jars lint
+	$(TEST_SERVICES_ENV) $(BIN)/python scripts/services.py start
+	status=0; \
+	MNIST_TEST_CASSANDRA_URL=cassandra://127.0.0.1:19042/mnist MNIST_TEST_REDIS_URL=redis://127.0.0.1:16379/0 \
+		$(BIN)/python -m pytest -p no:cacheprovider || status=$$?; \
+	$(TEST_SERVICES_ENV) $(BIN)/python scripts/services.py stop || true; \
+	exit $$status
+
+train: $(VENV)/.dev
+	$(BIN)/python train_keras.py
+
+evaluate: $(VENV)/.runtime
+	$(BIN)/flask --app mnist_web evaluate
+
+bench: $(VENV)/.runtime
+	$(BIN)/python benchmarks/bench_predict.py
+
+assets:
+	bash scripts/vendor_assets.sh
+
+clean:
+	rm -rf .cache/test-services instance .pytest_cache .ruff_cache

@@ -1,0 +1,619 @@
+/*
+ * mnist_web page: draw a digit (Pointer Events: mouse, touch, pen) or upload an image, show what the
+ * model predicts, let the user confirm or correct it, and list recent predictions.
+ *
+ * Served under CSP "script-src 'self'; style-src 'self'": no inline script, no style attributes in
+ * markup. Runtime CSSOM changes (jQuery .css(), element.style) are allowed and used for bar widths.
+ */
+(function ($, window, document) {
+  "use strict";
+
+  var SIDE = 280; // canvas size in CSS pixels; also the size of the PNG sent to /predict/
+  var LINE_WIDTH = 18; // CSS pixels
+  var HISTORY_LIMIT = 12;
+
+  var root = ($("#app").attr("data-root") || "").replace(/\/+$/, "");
+  var api = {
+    predict: root + "/predict/",
+    predictions: root + "/api/v1/predictions",
+    stats: root + "/api/v1/stats",
+    record: function (id) {
+      return root + "/api/v1/predictions/" + encodeURIComponent(id);
+    },
+  };
+
+  var canvas = document.getElementById("canvas");
+  var ctx = canvas.getContext("2d");
+  var $live = $("#live");
+  var $message = $("#message");
+  var $result = $("#result");
+  var $bars = $("#bars");
+  var $feedback = $("#feedback");
+  var $feedbackStatus = $("#feedback-status");
+  var $history = $("#history");
+
+  var state = {
+    ratio: 1, // device pixels per CSS pixel of the canvas backing store
+    hasInk: false,
+    pointerId: null, // the pointer drawing the current stroke (one stroke at a time)
+    last: null, // last point of the current stroke, CSS pixels
+    predicting: false, // a canvas prediction is in flight
+    queued: false, // another canvas prediction was asked for meanwhile
+    busy: 0, // requests in flight that will change the result area
+    current: null, // the record shown in the result area
+    historySeq: 0,
+    statsSeq: 0,
+  };
+
+  // ---- canvas ------------------------------------------------------------------------------
+
+  function applyPen() {
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.lineWidth = LINE_WIDTH;
+    ctx.strokeStyle = "#000";
+    ctx.fillStyle = "#000";
+  }
+
+  function paintWhite() {
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.restore();
+  }
+
+  /* Size the backing store to devicePixelRatio so strokes stay crisp; keeps what was drawn. */
+  function setupBackingStore() {
+    var ratio = window.devicePixelRatio || 1;
+    var keep = null;
+    if (state.hasInk) {
+      keep = document.createElement("canvas");
+      keep.width = canvas.width;
+      keep.height = canvas.height;
+      keep.getContext("2d").drawImage(canvas, 0, 0);
+    }
+    state.ratio = ratio;
+    canvas.width = Math.round(SIDE * ratio);
+    canvas.height = Math.round(SIDE * ratio);
+    ctx.setTransform(canvas.width / SIDE, 0, 0, canvas.height / SIDE, 0, 0);
+    paintWhite();
+    if (keep) {
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(keep, 0, 0, SIDE, SIDE);
+    }
+    applyPen();
+  }
+
+  /* Re-size the backing store when the page moves to a screen of another density or is zoomed. */
+  function watchPixelRatio() {
+    if (!window.matchMedia) {
+      return;
+    }
+    var query = window.matchMedia("(resolution: " + state.ratio + "dppx)");
+    var onChange = function () {
+      if (query.removeEventListener) {
+        query.removeEventListener("change", onChange);
+      }
+      setupBackingStore();
+      watchPixelRatio();
+    };
+    if (query.addEventListener) {
+      query.addEventListener("change", onChange, { once: true });
+    }
+  }
+
+  function pointFrom(event) {
+    var box = canvas.getBoundingClientRect();
+    return {
+      x: ((event.clientX - box.left) * SIDE) / (box.width || SIDE),
+      y: ((event.clientY - box.top) * SIDE) / (box.height || SIDE),
+    };
+  }
+
+  function dot(p) {
+    ctx.beginPath();
+    ctx.arc(p.x, p.y, LINE_WIDTH / 2, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+
+  function segment(a, b) {
+    ctx.beginPath();
+    ctx.moveTo(a.x, a.y);
+    ctx.lineTo(b.x, b.y);
+    ctx.stroke();
+  }
+
+  function onPointerDown(event) {
+    if (state.pointerId !== null) {
+      return; // a second finger while drawing: ignore it
+    }
+    if (event.pointerType === "mouse" && event.button !== 0) {
+      return;
+    }
+    event.preventDefault(); // no text selection, no emulated mouse events
+    state.pointerId = event.pointerId;
+    try {
+      canvas.setPointerCapture(event.pointerId);
+    } catch (err) {
+      // the pointer is already gone; the stroke ends at the next pointerup/cancel
+    }
+    canvas.focus({ preventScroll: true });
+    applyPen();
+    state.last = pointFrom(event);
+    dot(state.last);
+    state.hasInk = true;
+  }
+
+  function onPointerMove(event) {
+    if (event.pointerId !== state.pointerId) {
+      return;
+    }
+    event.preventDefault();
+    // Coalesced events carry every sample since the last frame: smoother fast strokes.
+    var samples = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+    if (!samples.length) {
+      samples = [event];
+    }
+    for (var i = 0; i < samples.length; i += 1) {
+      var p = pointFrom(samples[i]);
+      segment(state.last, p);
+      state.last = p;
+    }
+  }
+
+  function endStroke(event, finished) {
+    if (event.pointerId !== state.pointerId) {
+      return;
+    }
+    state.pointerId = null;
+    state.last = null;
+    if (canvas.hasPointerCapture && canvas.hasPointerCapture(event.pointerId)) {
+      canvas.releasePointerCapture(event.pointerId);
+    }
+    if (finished && $live.prop("checked")) {
+      predictCanvas();
+    }
+  }
+
+  function clearCanvas() {
+    paintWhite();
+    state.hasInk = false;
+    state.queued = false;
+    hideMessage();
+  }
+
+  /* The drawing as a 280x280 PNG data URL, composited on white (the backing store may be larger). */
+  function canvasDataUrl() {
+    var out = document.createElement("canvas");
+    out.width = SIDE;
+    out.height = SIDE;
+    var octx = out.getContext("2d");
+    octx.fillStyle = "#fff";
+    octx.fillRect(0, 0, SIDE, SIDE);
+    octx.imageSmoothingEnabled = true;
+    octx.imageSmoothingQuality = "high";
+    octx.drawImage(canvas, 0, 0, SIDE, SIDE);
+    return out.toDataURL("image/png");
+  }
+
+  // ---- messages ----------------------------------------------------------------------------
+
+  function showMessage(text, kind) {
+    $message
+      .text(text)
+      .removeClass("is-error is-info")
+      .addClass(kind === "info" ? "is-info" : "is-error")
+      .prop("hidden", false);
+  }
+
+  function hideMessage() {
+    $message.prop("hidden", true).text("");
+  }
+
+  function errorText(xhr) {
+    var body = xhr.responseJSON;
+    if (!body && xhr.responseText) {
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch (err) {
+        body = null;
+      }
+    }
+    if (body && typeof body.message === "string" && body.message) {
+      return body.message;
+    }
+    if (xhr.status === 0) {
+      return "Could not reach the server. Check the connection and try again.";
+    }
+    if (xhr.status === 413) {
+      return "That image is too large.";
+    }
+    return "The server answered " + xhr.status + (xhr.statusText ? " (" + xhr.statusText + ")" : "") + ".";
+  }
+
+  function setBusy(delta) {
+    state.busy = Math.max(0, state.busy + delta);
+    $result.toggleClass("is-busy", state.busy > 0).attr("aria-busy", state.busy > 0 ? "true" : "false");
+  }
+
+  // ---- predictions -------------------------------------------------------------------------
+
+  function percent(p) {
+    var value = Number(p) * 100;
+    if (!isFinite(value)) {
+      return "–";
+    }
+    if (value > 0 && value < 0.1) {
+      return "<0.1%";
+    }
+    return value.toFixed(1) + "%";
+  }
+
+  function inputUrl(record) {
+    return api.record(record.id) + "/input";
+  }
+
+  function showResult(record) {
+    state.current = record;
+    hideMessage();
+
+    var digit = Number(record.digit);
+    $("#result-digit").text(String(digit)).attr("data-id", String(record.id));
+    $("#result-confidence").empty().append("Confidence ", $("<strong>").text(percent(record.confidence)));
+    $("#result-announcement").text("Predicted " + digit + ", confidence " + percent(record.confidence) + ".");
+
+    var probabilities = record.probabilities || [];
+    $bars.children("[data-digit]").each(function () {
+      var $bar = $(this);
+      var d = Number($bar.attr("data-digit"));
+      var p = Number(probabilities[d]) || 0;
+      $bar.toggleClass("is-winner", d === digit);
+      $bar.find(".bar-fill").css("width", Math.max(0, Math.min(100, p * 100)).toFixed(2) + "%");
+      $bar.find(".bar-value").text(percent(p));
+      $bar.attr("aria-label", d + ": " + percent(p));
+    });
+
+    $("#model-input")
+      .attr("src", record.model_input || inputUrl(record))
+      .prop("hidden", false);
+    $("#model-input-placeholder").prop("hidden", true);
+
+    var meta = [];
+    if (record.source) {
+      meta.push(record.source === "upload" ? "uploaded image" : String(record.source));
+    }
+    if (typeof record.latency_ms === "number") {
+      meta.push(record.latency_ms.toFixed(1) + " ms");
+    }
+    if (record.model_version) {
+      meta.push("model " + record.model_version);
+    }
+    $("#result-meta").text(meta.join(" · "));
+
+    $feedback.prop("hidden", false);
+    renderFeedback();
+    markCurrentInHistory();
+  }
+
+  function renderFeedback() {
+    var record = state.current;
+    var label = record && record.label !== null && record.label !== undefined ? Number(record.label) : null;
+    var correct = label !== null && label === Number(record.digit);
+    $("#confirm").attr("aria-pressed", correct ? "true" : "false");
+    $("#label-buttons [data-label]").each(function () {
+      var $b = $(this);
+      $b.attr("aria-pressed", label !== null && !correct && Number($b.attr("data-label")) === label ? "true" : "false");
+    });
+    $feedbackStatus.removeClass("is-pending");
+    if (label === null) {
+      $feedbackStatus.text("");
+    } else if (correct) {
+      $feedbackStatus.text("Saved: marked as correct.");
+    } else {
+      $feedbackStatus.text("Saved: the right digit is " + label + ".");
+    }
+  }
+
+  function onPredicted(record) {
+    showResult(record);
+    refreshHistory();
+    refreshStats();
+  }
+
+  function predictCanvas() {
+    if (state.predicting) {
+      state.queued = true; // predict again, with the newest drawing, when this one is done
+      return;
+    }
+    state.predicting = true;
+    state.queued = false;
+    setBusy(1);
+    $.ajax({
+      url: api.predict,
+      method: "POST",
+      data: canvasDataUrl(),
+      contentType: "text/plain",
+      dataType: "json",
+    })
+      .done(onPredicted)
+      .fail(function (xhr) {
+        showMessage(errorText(xhr));
+      })
+      .always(function () {
+        state.predicting = false;
+        setBusy(-1);
+        if (state.queued) {
+          predictCanvas();
+        }
+      });
+  }
+
+  function uploadFile(file) {
+    if (!file) {
+      return;
+    }
+    var form = new FormData();
+    form.append("file", file, file.name || "upload");
+    setBusy(1);
+    $.ajax({
+      url: api.predictions,
+      method: "POST",
+      data: form,
+      processData: false,
+      contentType: false,
+      dataType: "json",
+    })
+      .done(onPredicted)
+      .fail(function (xhr) {
+        showMessage(errorText(xhr));
+      })
+      .always(function () {
+        setBusy(-1);
+      });
+  }
+
+  function saveLabel(label) {
+    var record = state.current;
+    if (!record) {
+      return;
+    }
+    $feedbackStatus.addClass("is-pending").text("Saving…");
+    $.ajax({
+      url: api.record(record.id) + "/label",
+      method: "PUT",
+      data: JSON.stringify({ label: label }),
+      contentType: "application/json",
+      dataType: "json",
+    })
+      .done(function (saved) {
+        record.label = saved && saved.label !== undefined ? saved.label : label;
+        if (state.current === record) {
+          renderFeedback();
+        }
+        refreshHistory();
+        refreshStats();
+      })
+      .fail(function (xhr) {
+        if (state.current === record) {
+          $feedbackStatus.removeClass("is-pending").text("");
+        }
+        showMessage("The label was not saved: " + errorText(xhr));
+      });
+  }
+
+  // ---- history and stats -------------------------------------------------------------------
+
+  function historyItem(record) {
+    var digit = Number(record.digit);
+    var hasLabel = record.label !== null && record.label !== undefined;
+    var label = hasLabel ? Number(record.label) : null;
+    var $label = $("<span>").addClass("history-label");
+    var description = "Predicted " + digit + ", " + percent(record.confidence) + " sure";
+    if (!hasLabel) {
+      $label.text(percent(record.confidence));
+      description += ", not labelled";
+    } else if (label === digit) {
+      $label.addClass("is-correct").text("✓ correct");
+      description += ", labelled correct";
+    } else {
+      $label.addClass("is-wrong").text("✗ was " + label);
+      description += ", labelled " + label;
+    }
+    var $button = $("<button>")
+      .attr({ type: "button", title: description, "aria-label": description })
+      .addClass("history-item")
+      .append(
+        $("<img>").attr({ src: inputUrl(record), width: 28, height: 28, alt: "", loading: "lazy" }),
+        $("<span>").addClass("history-digit").text(String(digit)),
+        $label
+      )
+      .data("record", record);
+    return $("<li>").attr("data-id", String(record.id)).append($button);
+  }
+
+  function markCurrentInHistory() {
+    var id = state.current ? String(state.current.id) : null;
+    $history.children("[data-id]").each(function () {
+      var $li = $(this);
+      $li.children(".history-item").toggleClass("is-current", $li.attr("data-id") === id);
+    });
+  }
+
+  function refreshHistory() {
+    var seq = (state.historySeq += 1);
+    $.ajax({ url: api.predictions, data: { limit: HISTORY_LIMIT }, dataType: "json" })
+      .done(function (body) {
+        if (seq !== state.historySeq) {
+          return; // a newer refresh was started
+        }
+        var items = (body && body.items) || [];
+        $history.empty().append(items.map(historyItem));
+        $("#history-empty").text("Nothing yet.").prop("hidden", items.length > 0);
+        markCurrentInHistory();
+      })
+      .fail(function () {
+        if (seq === state.historySeq) {
+          $("#history-empty").text("Recent predictions are not available right now.").prop("hidden", false);
+        }
+      });
+  }
+
+  function refreshStats() {
+    var seq = (state.statsSeq += 1);
+    $.ajax({ url: api.stats, dataType: "json" })
+      .done(function (stats) {
+        if (seq !== state.statsSeq) {
+          return;
+        }
+        var $accuracy = $("#accuracy").empty();
+        var total = stats && typeof stats.total === "number" ? stats.total : null;
+        var totalText = total ? " · " + total + (total === 1 ? " prediction" : " predictions") : "";
+        if (!stats || stats.accuracy === null || stats.accuracy === undefined) {
+          $accuracy.text("No labelled predictions yet" + totalText);
+          $accuracy.attr("data-accuracy", "");
+          return;
+        }
+        $accuracy
+          .attr("data-accuracy", String(stats.accuracy))
+          .append(
+            "Accuracy ",
+            $("<strong>").text(percent(stats.accuracy)),
+            " on " + stats.labelled + " labelled (" + stats.correct + " correct)" + totalText
+          );
+      })
+      .fail(function () {
+        if (seq === state.statsSeq) {
+          $("#accuracy").text("Accuracy not available right now").attr("data-accuracy", "");
+        }
+      });
+  }
+
+  // ---- wiring ------------------------------------------------------------------------------
+
+  function isInteractive(target) {
+    return $(target).closest("input, textarea, select, button, a[href], label, [contenteditable]").length > 0;
+  }
+
+  function bind() {
+    canvas.addEventListener("pointerdown", onPointerDown);
+    canvas.addEventListener("pointermove", onPointerMove);
+    canvas.addEventListener("pointerup", function (e) {
+      endStroke(e, true);
+    });
+    canvas.addEventListener("pointercancel", function (e) {
+      endStroke(e, false);
+    });
+    canvas.addEventListener("lostpointercapture", function (e) {
+      endStroke(e, false);
+    });
+    canvas.addEventListener("contextmenu", function (e) {
+      e.preventDefault(); // long-press on touch screens
+    });
+
+    $("#predict").on("click", predictCanvas);
+    $("#clear").on("click", function () {
+      clearCanvas();
+      canvas.focus({ preventScroll: true });
+    });
+
+    $(document).on("keydown", function (e) {
+      if (e.altKey || e.ctrlKey || e.metaKey || (e.originalEvent && e.originalEvent.isComposing)) {
+        return;
+      }
+      if (e.key === "Enter") {
+        if (isInteractive(e.target)) {
+          return; // Enter on a button or control does what that control does
+        }
+        e.preventDefault();
+        predictCanvas();
+      } else if (e.key === "Escape") {
+        clearCanvas();
+      }
+    });
+
+    try {
+      $live.prop("checked", window.localStorage.getItem("mnist_web.live") === "1");
+    } catch (err) {
+      // storage blocked: the box just starts unchecked
+    }
+    $live.on("change", function () {
+      try {
+        window.localStorage.setItem("mnist_web.live", this.checked ? "1" : "0");
+      } catch (err) {
+        // not remembered; fine
+      }
+      if (this.checked && state.hasInk) {
+        predictCanvas();
+      }
+    });
+
+    $("#file").on("change", function () {
+      var file = this.files && this.files[0];
+      uploadFile(file);
+      this.value = ""; // picking the same file again fires "change" again
+    });
+
+    var $drop = $("#drop-zone");
+    var depth = 0;
+    $drop
+      .on("dragenter", function (e) {
+        e.preventDefault();
+        depth += 1;
+        $drop.addClass("is-dragover");
+      })
+      .on("dragover", function (e) {
+        e.preventDefault();
+        if (e.originalEvent.dataTransfer) {
+          e.originalEvent.dataTransfer.dropEffect = "copy";
+        }
+      })
+      .on("dragleave", function () {
+        depth = Math.max(0, depth - 1);
+        if (!depth) {
+          $drop.removeClass("is-dragover");
+        }
+      })
+      .on("drop", function (e) {
+        e.preventDefault();
+        depth = 0;
+        $drop.removeClass("is-dragover");
+        var files = e.originalEvent.dataTransfer && e.originalEvent.dataTransfer.files;
+        if (files && files.length) {
+          uploadFile(files[0]);
+        }
+      });
+    // A file dropped next to the zone must not make the browser navigate away from the page.
+    $(document).on("dragover drop", function (e) {
+      if (!$(e.target).closest("#drop-zone").length) {
+        e.preventDefault();
+        if (e.originalEvent.dataTransfer) {
+          e.originalEvent.dataTransfer.dropEffect = "none";
+        }
+      }
+    });
+
+    $("#confirm").on("click", function () {
+      if (state.current) {
+        saveLabel(Number(state.current.digit));
+      }
+    });
+    $("#label-buttons").on("click", "[data-label]", function () {
+      saveLabel(Number($(this).attr("data-label")));
+    });
+
+    $history.on("click", ".history-item", function () {
+      var record = $(this).data("record");
+      if (record) {
+        showResult($.extend({}, record, { model_input: null }));
+      }
+    });
+  }
+
+  setupBackingStore();
+  watchPixelRatio();
+  bind();
+  refreshHistory();
+  refreshStats();
+  $("#app").attr("data-ready", "true");
+})(window.jQuery, window, document);

@@ -1,0 +1,195 @@
+"""Session fixtures for the real database servers the storage tests run against.
+
+Each fixture starts its own server on free 127.0.0.1 ports under a temporary directory (via
+scripts/services.py), or reuses a running one named by MNIST_TEST_CASSANDRA_URL /
+MNIST_TEST_REDIS_URL. A server that cannot start fails the run when CI=true and skips its tests
+otherwise. tests/conftest.py imports these with `from servers import *`.
+"""
+
+import datetime
+import logging
+import os
+import random
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+# scripts/ is not a package; services.py is both the `make services` CLI and this module's helper.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+from services import CassandraServer, RedisServer, ServiceError, cql_ready, free_port  # noqa: E402
+
+__all__ = [
+    "cassandra_server",
+    "redis_server",
+    "restartable_cassandra",
+    "ExternalServer",
+    "fresh_keyspace",
+    "cassandra_url",
+    "drop_keyspace",
+    "free_port",
+    "redis_url",
+    "drop_redis_prefix",
+    "timeuuid_at",
+    "server_unavailable",
+]
+
+log = logging.getLogger(__name__)
+UUID_EPOCH_TICKS = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 to 1970-01-01
+
+
+def server_unavailable(message):
+    """Fail (CI=true) or skip (elsewhere) because a database server could not be had."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+class ExternalServer:
+    """A server someone else runs, named by a URL; tests cannot stop or restart it."""
+
+    restartable = False
+
+    def __init__(self, url):
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (9042 if parts.scheme == "cassandra" else 6379)
+        self.url = url
+
+    def is_running(self):
+        """Assumed to run; the tests' first query says otherwise."""
+        return True
+
+
+@pytest.fixture(scope="session")
+def cassandra_server(tmp_path_factory):
+    """A real Cassandra node for the session: started on free ports, or MNIST_TEST_CASSANDRA_URL."""
+    url = os.environ.get("MNIST_TEST_CASSANDRA_URL")
+    if url:
+        server = ExternalServer(url)
+        if not cql_ready(server.host, server.port):
+            server_unavailable(f"MNIST_TEST_CASSANDRA_URL={url} does not answer CQL")
+        yield server
+        return
+    server = _own_cassandra(tmp_path_factory)
+    yield server
+    server.stop()
+
+
+def _own_cassandra(tmp_path_factory):
+    server = CassandraServer(
+        base_dir=tmp_path_factory.mktemp("cassandra"),
+        port=free_port(),
+        storage_port=free_port(),
+        jmx_port=free_port(),
+        heap=os.environ.get("CASSANDRA_HEAP", "512M"),
+        unsafe_system=True,  # test data need not survive a power cut; schema changes get much faster
+    )
+    server.restartable = True
+    try:
+        seconds = server.start(wait=False).wait_ready(float(os.environ.get("CASSANDRA_START_TIMEOUT", 240)))
+    except (ServiceError, OSError) as exc:
+        server.stop(timeout=10)
+        server_unavailable(f"could not start Cassandra: {exc}")
+    log.info("test cassandra up on %s after %.1f s", server.url, seconds)
+    server.start_seconds = seconds
+    return server
+
+
+@pytest.fixture(scope="session")
+def restartable_cassandra(cassandra_server, tmp_path_factory):
+    """A Cassandra node tests may stop and start: the session's own one, or a private one."""
+    if getattr(cassandra_server, "restartable", False):
+        yield cassandra_server
+        if not cassandra_server.is_running():  # leave it up for whoever uses cassandra_server next
+            cassandra_server.start()
+        return
+    server = _own_cassandra(tmp_path_factory)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server for the session: started on a free port, or MNIST_TEST_REDIS_URL."""
+    url = os.environ.get("MNIST_TEST_REDIS_URL")
+    if url:
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_timeout=5).ping()
+        except redis.RedisError as exc:
+            server_unavailable(f"MNIST_TEST_REDIS_URL={url} does not answer: {exc}")
+        yield ExternalServer(url)
+        return
+    server = RedisServer(base_dir=tmp_path_factory.mktemp("redis"), port=free_port())
+    try:
+        server.start(timeout=30)
+    except (ServiceError, OSError) as exc:
+        server.stop(timeout=5)
+        server_unavailable(f"could not start redis-server: {exc}")
+    server.restartable = True
+    yield server
+    server.stop()
+
+
+def fresh_keyspace():
+    """A keyspace name no test used before."""
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
+def cassandra_url(server, keyspace, **params):
+    """A cassandra:// URL for the server's host/port and this keyspace (params become the query)."""
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"cassandra://{server.host}:{server.port}/{keyspace}" + (f"?{query}" if query else "")
+
+
+def redis_url(server, prefix):
+    """A redis:// URL for the server's database (db 0 unless its URL names one) and this key prefix."""
+    db = urlsplit(server.url).path.strip("/") or "0"
+    return f"redis://{server.host}:{server.port}/{db}?prefix={prefix}"
+
+
+def drop_redis_prefix(server, prefix):
+    """Delete a test's keys (worth it only on a server that outlives the session)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url(server, prefix).split("?")[0], socket_timeout=10)
+    try:
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+def drop_keyspace(server, keyspace):
+    """Drop a test keyspace (best effort; worth it only on a server that outlives the session)."""
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster([server.host], port=server.port, protocol_version=5)
+    try:
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+    except Exception as exc:  # cleanup must not fail a test
+        log.warning("could not drop keyspace %s: %s", keyspace, exc)
+    finally:
+        cluster.shutdown()
+
+
+def timeuuid_at(moment, tick=0, rng=random):
+    """A version-1 UUID whose time is `moment` (+ tick x 100 ns), with random clock sequence and node."""
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    ticks = (moment - epoch) // datetime.timedelta(microseconds=1) * 10 + UUID_EPOCH_TICKS + tick
+    clock_seq = rng.getrandbits(14)
+    return uuid.UUID(
+        fields=(
+            ticks & 0xFFFFFFFF,
+            (ticks >> 32) & 0xFFFF,
+            ((ticks >> 48) & 0x0FFF) | 0x1000,
+            ((clock_seq >> 8) & 0x3F) | 0x80,
+            clock_seq & 0xFF,
+            rng.getrandbits(48),
+        )
+    )

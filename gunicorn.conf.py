@@ -78,3 +78,26 @@ loglevel = _env_str("GUNICORN_LOG_LEVEL", "info")
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 capture_output = False
 proc_name = "mnist_web"
+
+# --- Prometheus: one /metrics for all workers ----------------------------------------------------
+# Each worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR and /metrics adds them up
+# (prometheus_client's multiprocess mode); otherwise a scrape would see only the worker it hit.
+
+
+def on_starting(server):
+    """Give the workers a fresh, empty metrics folder (they inherit the variable at fork)."""
+    import tempfile
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="mnist_web-metrics-")
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,9 +1,18 @@
 """Prometheus metrics: request counts and latency, predictions per digit, spool depth."""
 
+import os
 import time
 
 from flask import Response, current_app, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 EXTENSION = "mnist_web.metrics"
 
@@ -30,7 +39,13 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
             registry=self.registry,
         )
-        self.spool_depth = Gauge("mnist_spool_depth", "Records waiting in the local spool", registry=self.registry)
+        # Every worker sees the same spool file, so the largest live value is the depth.
+        self.spool_depth = Gauge(
+            "mnist_spool_depth",
+            "Records waiting in the local spool",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
 
 
 def metrics():
@@ -44,7 +59,11 @@ def render():
 
     store = current_app.extensions[STORE].peek()
     metrics().spool_depth.set(getattr(store, "depth", 0) if store is not None else 0)
-    return Response(generate_latest(metrics().registry), mimetype=CONTENT_TYPE_LATEST)
+    registry = metrics().registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # under gunicorn: the sum over all workers
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
 def init_app(app):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from .errors import MnistWebError
 from .preprocessing import preprocess
@@ -16,6 +17,7 @@ def _recognizer():
 
 
 @click.command("predict")
+@with_appcontext
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def predict_command(files):
     """Print the digit and confidence for each image file (PNG, JPEG, BMP)."""
@@ -33,6 +35,7 @@ def predict_command(files):
 
 
 @click.command("evaluate")
+@with_appcontext
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--limit", type=int, default=None, help="Use only the first N test digits for the canvas set.")
 def evaluate_command(data_dir, limit):

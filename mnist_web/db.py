@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from .errors import StoreUnavailable
 from .store import open_store
@@ -87,6 +88,7 @@ def get_store():
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command():
     """Create the keyspace/tables of the configured store (idempotent)."""
     holder = current_app.extensions[EXTENSION]

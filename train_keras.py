@@ -17,7 +17,7 @@ import numpy as np
 
 # --- Hyper-parameters -------------------------------------------------------------------------
 SEED = 2026
-EPOCHS = 18
+EPOCHS = 15
 BATCH_SIZE = 128
 VALIDATION_SIZE = 6_000  # held out of the 60,000 training images
 PEAK_LEARNING_RATE = 2e-3  # Adam, cosine-decayed to zero over the run
@@ -124,15 +124,15 @@ def main():
     val_ds = tf.data.Dataset.from_tensor_slices((x_val[..., None], tf.one_hot(y_val, 10))).batch(1024)
 
     # --- Model: the classic Conv 32@5x5 / pool / Conv 64@5x5 / pool / Dense, with batch norm ---
-    def conv_block(x, filters):
-        x = layers.Conv2D(filters, 5, padding="same", use_bias=False)(x)
+    def conv_block(x, filters, kernel_size):
+        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
         return layers.MaxPooling2D()(x)
 
     inputs = keras.Input((28, 28, 1), name="digit")
-    x = conv_block(inputs, 32)
-    x = conv_block(x, 64)
+    x = conv_block(inputs, 32, 5)
+    x = conv_block(x, 64, 5)
     x = layers.Flatten()(x)
     x = layers.Dropout(DROPOUT)(x)
     x = layers.Dense(DENSE_UNITS, use_bias=False)(x)

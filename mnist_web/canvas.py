@@ -27,18 +27,24 @@ def render_drawing(digit, rng, side=CANVAS_SIDE):
     size = (max(2, round(crop.shape[1] * zoom * stretch)), max(2, round(crop.shape[0] * zoom)))
     smooth = cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC)
     # A canvas stroke is solid with a soft edge a pixel or two wide; the threshold sets the pen's width.
-    ink = np.clip((smooth - rng.uniform(0.3, 0.65)) * 6.0 + 0.5, 0.0, 1.0)
-
+    threshold = rng.uniform(0.3, 0.65)
     pen = rng.choice(("same", "thicker", "thinner"))
     if pen == "thicker":
         radius = max(1, round(zoom * rng.uniform(0.2, 1.0)))
-        ink = cv2.dilate(np.pad(ink, radius), _disk(radius))
-    elif pen == "thinner":
-        radius = round(zoom * rng.uniform(0.2, 0.6))
-        if radius > 0:
-            thinner = cv2.erode(ink, _disk(radius))
-            if thinner.sum() > 0.4 * ink.sum():
-                ink = thinner
+        ink = cv2.dilate(np.pad(_pen(smooth, threshold), radius), _disk(radius))
+    else:
+        erosion = round(zoom * rng.uniform(0.2, 0.6)) if pen == "thinner" else 0
+        # A pen stroke on a canvas is never broken: where a thin pen would split one of the digit's
+        # strokes (MNIST strokes fade in places), draw with a wider pen instead.
+        whole = _pieces(smooth > 0.3, zoom)
+        for _ in range(8):
+            ink = _pen(smooth, threshold)
+            if erosion > 0:
+                eroded = cv2.erode(ink, _disk(erosion))
+                ink = eroded if eroded.sum() > 0.4 * ink.sum() else ink
+            if _pieces(ink > 0.5, zoom) <= whole or (erosion == 0 and threshold <= 0.3):
+                break
+            erosion, threshold = erosion // 2, max(0.3, threshold - 0.1)
 
     ink = _rotate(ink, rng.uniform(-12.0, 12.0))
     rows = np.flatnonzero((ink > 0.05).any(axis=1))
@@ -55,6 +61,16 @@ def render_drawing(digit, rng, side=CANVAS_SIDE):
     left = int(rng.integers(0, side - ink.shape[1] + 1))
     page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
     return page
+
+
+def _pen(smooth, threshold):
+    return np.clip((smooth - threshold) * 6.0 + 0.5, 0.0, 1.0)
+
+
+def _pieces(mask, zoom):
+    """Connected strokes in a mask, ignoring specks smaller than one MNIST pixel."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return int((stats[1:, cv2.CC_STAT_AREA] >= max(2.0, zoom * zoom)).sum())
 
 
 def _disk(radius):

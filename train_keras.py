@@ -3,7 +3,7 @@
 Reads top to bottom: data, augmentation, model, training, the single final test, and the artefacts
 the service loads (model/model_mnist.json + model/model_mnist.weights.h5) with metrics and plots.
 
-    python train_keras.py [--epochs 15] [--output model] [--data-dir ../shared/mnist]
+    python train_keras.py [--epochs 45] [--output model] [--data-dir ../shared/mnist]
 """
 
 import argparse
@@ -17,7 +17,7 @@ import numpy as np
 
 # --- Hyper-parameters -------------------------------------------------------------------------
 SEED = 2026
-EPOCHS = 15
+EPOCHS = 45
 BATCH_SIZE = 128
 VALIDATION_SIZE = 6_000  # held out of the 60,000 training images
 PEAK_LEARNING_RATE = 2e-3  # Adam, cosine-decayed to zero over the run
@@ -75,7 +75,7 @@ def main():
     x_val = x_all[val_idx].astype("float32") / 255.0
     y_val = y_all[val_idx]
     logging.info("drawing each of %d training digits %d times on a canvas", len(x_train), CANVAS_COPIES)
-    x_canvas = render_canvas_copies(x_all[train_idx], args.seed)
+    x_canvas = render_canvas(x_all[train_idx], args.seed, CANVAS_COPIES)
     pool_x = np.concatenate([x_train, x_canvas])[..., None]
     pool_y = np.concatenate([y_train] * (1 + CANVAS_COPIES))
     steps_per_epoch = len(x_train) // BATCH_SIZE
@@ -123,16 +123,17 @@ def main():
     )
     val_ds = tf.data.Dataset.from_tensor_slices((x_val[..., None], tf.one_hot(y_val, 10))).batch(1024)
 
-    # --- Model: the classic Conv 32@5x5 / pool / Conv 64@5x5 / pool / Dense, with batch norm ---
-    def conv_block(x, filters, kernel_size):
-        x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False)(x)
+    # --- Model: Conv/Conv/MaxPool twice, then Dense. The classic Conv 32@5x5 / pool / Conv 64@5x5 / pool
+    # was the start; two 3x3 convolutions in place of each 5x5 see as far with fewer multiplications and one
+    # more non-linearity, and scored higher on both validation sets (README, "Training runs").
+    def conv(x, filters):
+        x = layers.Conv2D(filters, 3, use_bias=False)(x)
         x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        return layers.MaxPooling2D()(x)
+        return layers.ReLU()(x)
 
     inputs = keras.Input((28, 28, 1), name="digit")
-    x = conv_block(inputs, 32, 5)
-    x = conv_block(x, 64, 5)
+    x = layers.MaxPooling2D()(conv(conv(inputs, 32), 32))
+    x = layers.MaxPooling2D()(conv(conv(x, 64), 64))
     x = layers.Flatten()(x)
     x = layers.Dropout(DROPOUT)(x)
     x = layers.Dense(DENSE_UNITS, use_bias=False)(x)
@@ -150,7 +151,8 @@ def main():
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
         metrics=["accuracy"],
-        jit_compile=True,
+        # XLA's CPU convolutions train about 4x slower than TensorFlow's oneDNN kernels on this model.
+        jit_compile=False,
     )
 
     # --- Training ---
@@ -158,6 +160,11 @@ def main():
         train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds, verbose=1
     )
     training_seconds = time.time() - started
+    # Canvas drawings of the validation digits: the figure to choose between runs by, never the test set.
+    x_val_canvas = render_canvas(x_all[val_idx], args.seed + 1, copies=1)
+    val_canvas_predicted = model.predict(x_val_canvas[..., None], batch_size=1024, verbose=0).argmax(axis=1)
+    validation_canvas_accuracy = float((val_canvas_predicted == y_val).mean())
+    logging.info("validation canvas accuracy %.4f", validation_canvas_accuracy)
 
     # --- The test set, used once ---
     probabilities = model.predict(x_test.astype("float32")[..., None] / 255.0, batch_size=1024, verbose=0)
@@ -177,11 +184,14 @@ def main():
         "per_class_accuracy": {str(d): float(confusion[d, d] / confusion[d].sum()) for d in range(10)},
         "confusion_matrix": confusion.tolist(),
         "validation_accuracy": float(history.history["val_accuracy"][-1]),
+        "validation_canvas_accuracy": validation_canvas_accuracy,
         "epochs": args.epochs,
         "seed": args.seed,
         "training_seconds": round(training_seconds, 1),
         "hyper_parameters": {
-            name: value for name, value in globals().items() if name.isupper() and isinstance(value, (int, float))
+            **{name: value for name, value in globals().items() if name.isupper() and isinstance(value, (int, float))},
+            "EPOCHS": args.epochs,
+            "SEED": args.seed,
         },
         "versions": {
             "python": platform.python_version(),
@@ -196,8 +206,8 @@ def main():
     logging.info("wrote %s in %.0f s", args.output, training_seconds)
 
 
-def render_canvas_copies(images, seed):
-    """CANVAS_COPIES canvas drawings of every image, preprocessed as the service does, on all CPUs."""
+def render_canvas(images, seed, copies):
+    """`copies` canvas drawings of every image, preprocessed as the service does, on all CPUs."""
     import multiprocessing
 
     from mnist_web.canvas import canvas_model_inputs
@@ -205,7 +215,7 @@ def render_canvas_copies(images, seed):
     chunks = np.array_split(np.arange(len(images)), CANVAS_CHUNKS)
     jobs = [
         (images[chunk], seed * 1000 + copy * CANVAS_CHUNKS + number)
-        for copy in range(CANVAS_COPIES)
+        for copy in range(copies)
         for number, chunk in enumerate(chunks)
     ]
     with multiprocessing.get_context("spawn").Pool() as pool:

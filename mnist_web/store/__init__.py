@@ -11,7 +11,7 @@ def open_store(url, instance_path, timeout=2.0):
     if scheme == "sqlite":
         from .sqlite import SqliteStore
 
-        path = url[len("sqlite:///"):] if url else f"{instance_path}/mnist_web.sqlite3"
+        path = url[len("sqlite:///") :] if url else f"{instance_path}/mnist_web.sqlite3"
         return SqliteStore(path)
     if scheme == "cassandra":
         from .cassandra import CassandraStore

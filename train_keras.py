@@ -3,7 +3,7 @@
 Reads top to bottom: data, augmentation, model, training, the single final test, and the artefacts
 the service loads (model/model_mnist.json + model/model_mnist.weights.h5) with metrics and plots.
 
-    python train_keras.py [--epochs 45] [--output model] [--data-dir ../shared/mnist]
+    python train_keras.py [--epochs 45] [--output model] [--data-dir ../shared/mnist] [--limit N]
 """
 
 import argparse
@@ -50,6 +50,7 @@ def parse_args():
         "without them Keras downloads MNIST",
     )
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--limit", type=int, help="train on only this many training images (quick checks)")
     return parser.parse_args()
 
 
@@ -69,7 +70,7 @@ def main():
     # --- Data: a validation split from the training images; the test images wait for the end ---
     (x_all, y_all), (x_test, y_test) = load_mnist(args.data_dir)
     order = np.random.default_rng(args.seed).permutation(len(x_all))
-    val_idx, train_idx = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:]
+    val_idx, train_idx = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:][: args.limit]
     x_train = x_all[train_idx].astype("float32") / 255.0
     y_train = y_all[train_idx]
     x_val = x_all[val_idx].astype("float32") / 255.0

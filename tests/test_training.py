@@ -1,0 +1,46 @@
+"""train_keras.py runs top to bottom and writes everything the service and the README rely on."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+
+from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, Recognizer
+
+REPO = Path(__file__).resolve().parent.parent
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_short_training_run_writes_a_loadable_model_metrics_and_plots(tmp_path):
+    output = tmp_path / "model"
+    result = subprocess.run(
+        [sys.executable, "train_keras.py", "--epochs", "1", "--limit", "1024", "--output", str(output)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    model = keras.models.model_from_json((output / MODEL_JSON).read_text())
+    model.load_weights(output / MODEL_WEIGHTS)
+    assert {"Conv2D", "MaxPooling2D", "Dense"} <= {type(layer).__name__ for layer in model.layers}
+    recognizer = Recognizer(output)  # the service's own loader takes it as it is
+    assert recognizer.version.startswith("cnn-")
+
+    metrics = json.loads((output / "metrics.json").read_text())
+    confusion = metrics["confusion_matrix"]
+    assert sum(map(sum, confusion)) == 10_000  # the whole test set, once
+    correct = sum(confusion[d][d] for d in range(10))
+    assert metrics["test_accuracy"] == correct / 10_000
+    assert metrics["test_errors"] == 10_000 - correct
+    assert metrics["test_accuracy"] > 0.2  # eight steps already learn something; chance is 0.1
+    assert set(metrics["per_class_accuracy"]) == {str(d) for d in range(10)}
+    assert metrics["epochs"] == 1 and metrics["hyper_parameters"]["EPOCHS"] == 1
+    assert 0 < metrics["validation_accuracy"] <= 1 and 0 < metrics["validation_canvas_accuracy"] <= 1
+    assert metrics["training_seconds"] > 0
+    assert {"python", "tensorflow", "keras", "numpy"} <= set(metrics["versions"])
+    for plot in ("learning-curves.png", "confusion-matrix.png"):
+        assert (output / plot).read_bytes().startswith(PNG_SIGNATURE)

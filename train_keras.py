@@ -152,7 +152,7 @@ def main():
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
         metrics=["accuracy"],
-        # XLA's CPU convolutions train about 4x slower than TensorFlow's oneDNN kernels on this model.
+        # XLA's CPU convolutions train about 3x slower than TensorFlow's oneDNN kernels on this model.
         jit_compile=False,
     )
 

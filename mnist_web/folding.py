@@ -85,9 +85,13 @@ def _steps(layers):
     return steps
 
 
-def _check_weighted(layer):
+def _check_channels_last(layer):
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         raise Unfoldable(f"{layer.name} is not channels_last")
+
+
+def _check_weighted(layer):
+    _check_channels_last(layer)
     if tuple(getattr(layer, "dilation_rate", (1, 1))) != (1, 1) or getattr(layer, "groups", 1) != 1:
         raise Unfoldable(f"{layer.name} is dilated or grouped")
     if _activation(layer) not in ACTIVATIONS:
@@ -127,7 +131,6 @@ def _weighted_step(kind, layer, kernel, bias):
 def _pool_step(layer):
     import tensorflow as tf
 
-    if getattr(layer, "data_format", "channels_last") != "channels_last":
-        raise Unfoldable(f"{layer.name} is not channels_last")
+    _check_channels_last(layer)
     size, strides, padding = list(layer.pool_size), list(layer.strides), layer.padding.upper()
     return lambda x: tf.nn.max_pool2d(x, size, strides, padding)

@@ -7,23 +7,38 @@ Run with:  gunicorn -c gunicorn.conf.py "mnist_web:create_app()"
 | ---------------------------- | ----------- | -------------------------------------------------------- |
 | HOST                         | 127.0.0.1   | address to bind (the Docker image sets 0.0.0.0)          |
 | PORT                         | 5000        | port to bind                                             |
-| WEB_CONCURRENCY              | 2           | worker processes (each loads its own model)              |
-| GUNICORN_THREADS             | 4           | threads per worker (gthread)                             |
+| WEB_CONCURRENCY              | usable CPUs | worker processes (each loads its own model)              |
+| GUNICORN_THREADS             | 2           | request threads per worker (gthread)                     |
+| MNIST_TF_INTRA_OP_THREADS    | 1           | TensorFlow intra-op threads per worker                   |
+| MNIST_TF_INTER_OP_THREADS    | 1           | TensorFlow inter-op threads per worker                   |
 | GUNICORN_TIMEOUT             | 30          | seconds a silent worker lives before it is killed        |
 | GUNICORN_GRACEFUL_TIMEOUT    | 30          | seconds workers get to finish requests on shutdown       |
 | GUNICORN_KEEPALIVE           | 5           | seconds an idle keep-alive connection stays open         |
-| GUNICORN_MAX_REQUESTS        | 1000        | requests after which a worker is recycled (0: never)     |
+| GUNICORN_MAX_REQUESTS        | 0           | requests after which a worker is recycled (0: never)     |
 | GUNICORN_MAX_REQUESTS_JITTER | 100         | random extra requests so workers do not recycle together |
 | GUNICORN_LOG_LEVEL           | info        | error-log level (the app's own LOG_LEVEL is separate)    |
 | GUNICORN_ACCESS_LOG          | -           | access-log file; "-" is stdout, "" turns it off          |
 | FORWARDED_ALLOW_IPS          | 127.0.0.1   | proxies whose X-Forwarded-* headers are trusted          |
 
-The app creates its model and database sessions lazily, in each worker after the fork, so
-`preload_app` stays False: a Cassandra session or a TensorFlow runtime made before fork()
-would be shared, broken, by every worker.
+"Usable CPUs" is the affinity mask capped by a cgroup CPU quota (mnist_web/concurrency.py), not
+the host's core count. Measured on 2 CPUs (README, Benchmarks): one worker per CPU, 2 threads each
+(one computes while the other waits on the database or the socket), 1 TensorFlow thread per worker
+(one 28x28 image is too small to split across cores; the workers are the parallelism).
+
+The app creates its model and database sessions lazily, so `preload_app` stays False: a Cassandra
+session or a TensorFlow runtime made before fork() would be shared, broken, by every worker. Each
+worker loads and warms its model and opens its store in `post_worker_init`, after the fork and before
+it accepts a connection, so no request ever waits for a model load and /readyz answers only then.
+Workers are not recycled (no leak measured; a recycled worker costs a model load). For a rolling
+restart send TTIN (one more worker, ready before it accepts), then TTOU (the oldest one leaves);
+HUP replaces all workers at once.
 """
 
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mnist_web.concurrency import serving_plan  # noqa: E402  (imports nothing heavy: no TensorFlow here)
 
 
 def _env_int(name, default):
@@ -47,15 +62,17 @@ def _bind_address(host, port):
 bind = [_bind_address(_env_str("HOST", "127.0.0.1") or "127.0.0.1", _env_int("PORT", 5000))]
 
 # --- Workers -----------------------------------------------------------------------------------
-workers = _env_int("WEB_CONCURRENCY", 2)
+_plan = serving_plan()  # WEB_CONCURRENCY, GUNICORN_THREADS, or sized from the usable CPUs
+workers = _plan["workers"]
 worker_class = "gthread"
-threads = _env_int("GUNICORN_THREADS", 4)
+threads = _plan["threads"]
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
-# Recycle workers now and then (bounds slow leaks); the jitter spreads the restarts out.
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 1000)
-max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+# No recycling by default: RSS stays flat under load (README, Benchmarks) and each recycle costs a
+# model load. If a leak ever calls for it, set both: the jitter staggers the workers' restarts.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 # Model and DB sessions are made lazily after fork(): never load the app in the master.
 preload_app = False
 # The worker heartbeat file: tmpfs where there is one (a container's overlay fs can stall it).
@@ -94,6 +111,13 @@ def on_starting(server):
         if name.endswith(".db"):
             os.remove(os.path.join(folder, name))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
+def post_worker_init(worker):
+    """Load the model and open the store in this worker before it accepts its first connection."""
+    from mnist_web.serving import prepare_worker
+
+    prepare_worker(worker.wsgi, notify=worker.notify)
 
 
 def child_exit(server, worker):

@@ -29,7 +29,7 @@ class StoreHolder:
         self._pid = None
         self._store = None
         self._schema_ready = False
-        self._schema_tried = 0.0
+        self._schema_failed = -SCHEMA_RETRY_SECONDS  # when creating the schema last failed
 
     @property
     def backend(self):
@@ -42,9 +42,10 @@ class StoreHolder:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    self._store = self._open()
-                    self._pid = os.getpid()
                     self._schema_ready = False
+                    self._schema_failed = -SCHEMA_RETRY_SECONDS
+                    self._store = self._open()
+                    self._pid = os.getpid()  # last: other threads pass the check above only now
         self._ensure_schema()
         return self._store
 
@@ -62,16 +63,18 @@ class StoreHolder:
         return SpooledStore(inner, spool, max_records=self.config["MNIST_SPOOL_MAX_RECORDS"])
 
     def _ensure_schema(self):
-        if self._schema_ready or time.monotonic() - self._schema_tried < SCHEMA_RETRY_SECONDS:
+        if self._schema_ready:
             return
+        # Every thread waits here while one creates the schema, so none writes before the tables exist.
         with self._lock:
-            if self._schema_ready:
+            if self._schema_ready or time.monotonic() - self._schema_failed < SCHEMA_RETRY_SECONDS:
+                # Just failed: the database is down; the write that follows fails or is spooled.
                 return
-            self._schema_tried = time.monotonic()
             try:
                 self._store.init_schema()
                 self._schema_ready = True
             except StoreUnavailable as exc:
+                self._schema_failed = time.monotonic()
                 log.warning("could not create the schema yet: %s", exc)
 
     def close(self):

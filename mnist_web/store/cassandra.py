@@ -326,34 +326,45 @@ class CassandraStore(RecordStore):
         return hosts[0].datacenter if hosts else "datacenter1"
 
     def add(self, record):
-        """Insert the record; writing the same id again rewrites the same values (idempotent)."""
+        """Insert the record; writing the same id again rewrites the same values (idempotent).
+
+        Returns once Cassandra acknowledged the write at the configured consistency. A new day's
+        record_days row goes out concurrently with the record (execute_async), so a write costs
+        one round trip, not two.
+        """
         from cassandra.query import UNSET_VALUE
 
+        session, stmts = self._statements()
         day = day_of(record.id)
-        if day not in self._days_written:
-            self._run("insert_day", (DAYS_BUCKET, day))
-            self._days_written.add(day)
-        self._run(
-            "insert",
-            (
-                day,
-                self._shard(record.id),
-                record.id,
-                record.created_at,
-                record.digit,
-                float(record.confidence),
-                [float(p) for p in record.probabilities],
-                record.source,
-                record.client_ip,
-                record.image,
-                record.image_type,
-                record.model_input,
-                record.model_version,
-                float(record.latency_ms),
-                # UNSET, not null: no tombstone, and a replayed record keeps a label set meanwhile.
-                UNSET_VALUE if record.label is None else record.label,
-            ),
+        values = (
+            day,
+            self._shard(record.id),
+            record.id,
+            record.created_at,
+            record.digit,
+            float(record.confidence),
+            [float(p) for p in record.probabilities],
+            record.source,
+            record.client_ip,
+            record.image,
+            record.image_type,
+            record.model_input,
+            record.model_version,
+            float(record.latency_ms),
+            # UNSET, not null: no tombstone, and a replayed record keeps a label set meanwhile.
+            UNSET_VALUE if record.label is None else record.label,
         )
+        try:
+            futures = [session.execute_async(stmts["insert"], values)]
+            new_day = day not in self._days_written
+            if new_day:
+                futures.append(session.execute_async(stmts["insert_day"], (DAYS_BUCKET, day)))
+            for future in futures:
+                future.result()
+        except _driver_errors() as exc:
+            raise StoreUnavailable(f"cassandra: {type(exc).__name__}: {exc}") from exc
+        if new_day:
+            self._days_written.add(day)
 
     def get(self, record_id):
         """Return one record (a single-partition read) or raise RecordNotFound."""

@@ -1,9 +1,18 @@
-"""The embedded default store: one SQLite file in WAL mode, one connection per thread."""
+"""The embedded default store: one SQLite file in WAL mode, one connection per thread.
+
+Durability: every commit is fsynced (`synchronous=FULL`), so an answered prediction survives a power
+cut, not just a crash. So that concurrent requests do not each wait for their own fsync, records are
+written by one writer thread per process (group commit): it takes every record waiting, writes them
+in one transaction, fsyncs once, and only then releases the requests, each of which answers only
+after its own record is committed.
+"""
 
 import datetime
 import json
+import os
 import sqlite3
 import threading
+import time
 import uuid
 
 from ..errors import RecordNotFound, StoreUnavailable
@@ -32,6 +41,112 @@ COLUMNS = (
     "id, date, result, confidence, probabilities, source, client_ip, image, image_type, "
     "model_input, model_version, latency_ms, label"
 )
+INSERT = f"INSERT OR IGNORE INTO record_data (sort_token, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+# Most records one group commit writes in a transaction (bounds how long one transaction holds the lock).
+MAX_BATCH = 64
+
+
+def connect(path, timeout):
+    """A connection in autocommit mode whose commits are fsynced (WAL + synchronous=FULL)."""
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+class _Pending:
+    """One record waiting for the writer thread, and what became of it."""
+
+    __slots__ = ("params", "done", "error")
+
+    def __init__(self, params):
+        self.params = params
+        self.done = threading.Event()
+        self.error = None
+
+
+class GroupCommitWriter:
+    """A writer thread per process that commits every record waiting in one transaction and one fsync."""
+
+    def __init__(self, path, timeout):
+        self.path = path
+        self.timeout = timeout
+        self._init_lock = threading.Lock()
+        self._pid = None
+        self._cond = None
+        self._queue = []
+        self._thread = None
+        self._closed = False
+
+    def _started(self):
+        """This process's queue and thread (a thread and a lock do not survive fork: made afresh)."""
+        if self._pid != os.getpid():
+            with self._init_lock:
+                if self._pid != os.getpid():
+                    self._cond, self._queue, self._closed = threading.Condition(), [], False
+                    self._thread = threading.Thread(target=self._run, name="sqlite-group-commit", daemon=True)
+                    self._thread.start()
+                    self._pid = os.getpid()
+        return self._cond
+
+    def write(self, params):
+        """Insert one row; returns once it is committed and fsynced, raises StoreUnavailable otherwise."""
+        pending = _Pending(params)
+        cond = self._started()
+        with cond:
+            if self._closed:
+                raise StoreUnavailable("sqlite: the store is closed")
+            self._queue.append(pending)
+            cond.notify()
+        # The writer waits at most `timeout` for the file lock; allow that plus the write itself.
+        if not pending.done.wait(self.timeout + 5.0):
+            raise StoreUnavailable("sqlite: the write was not committed in time")
+        if pending.error is not None:
+            raise pending.error
+
+    def _run(self):
+        conn = None
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    break
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            error = None
+            try:
+                conn = conn or connect(self.path, self.timeout)
+                _commit(conn, [p.params for p in batch])
+            except sqlite3.Error as exc:
+                error = StoreUnavailable(f"sqlite: {exc}")
+                if conn is not None:
+                    conn.close()
+                conn = None
+            for pending in batch:
+                pending.error = error
+                pending.done.set()
+        if conn is not None:
+            conn.close()
+
+    def close(self, timeout=10.0):
+        """Write what is queued, then stop the thread (bounded wait)."""
+        if self._pid != os.getpid():
+            return
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        self._pid = None
+
+
+def _commit(conn, rows):
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(INSERT, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class SqliteStore(RecordStore):
@@ -41,13 +156,13 @@ class SqliteStore(RecordStore):
         self.path = str(path)
         self.timeout = timeout
         self._local = threading.local()
+        self._writer = GroupCommitWriter(self.path, timeout)
 
     def _db(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-                conn.execute("PRAGMA synchronous=NORMAL")
+                conn = connect(self.path, self.timeout)
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"sqlite: {exc}") from exc
             self._local.conn = conn
@@ -61,16 +176,23 @@ class SqliteStore(RecordStore):
 
     def init_schema(self):
         """Create the record_data table and its index if missing, in WAL mode (which persists in the file)."""
-        try:
-            self._db().execute("PRAGMA journal_mode=WAL")
-            self._db().executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"sqlite: {exc}") from exc
+        # Two processes switching a new file to WAL at once: one may get "database is locked" at once,
+        # without the busy timeout. Retry, bounded; the schema statements themselves are idempotent.
+        for attempt in range(50):
+            try:
+                self._db().execute("PRAGMA journal_mode=WAL")
+                self._db().executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise StoreUnavailable(f"sqlite: {exc}") from exc
+                time.sleep(0.1)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
 
     def add(self, record):
-        """Insert the record; a second insert of the same id is ignored."""
-        self._run(
-            f"INSERT OR IGNORE INTO record_data (sort_token, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        """Insert the record (group-committed, fsynced); a second insert of the same id is ignored."""
+        self._writer.write(
             (
                 sort_token(record.id),
                 str(record.id),
@@ -129,7 +251,8 @@ class SqliteStore(RecordStore):
         self._run("SELECT 1").fetchone()
 
     def close(self):
-        """Close this thread's connection."""
+        """Stop the writer thread and close this thread's connection."""
+        self._writer.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

@@ -18,13 +18,13 @@ endif
 TEST_SERVICES_ENV := CASSANDRA_PORT=19042 CASSANDRA_STORAGE_PORT=17000 CASSANDRA_JMX_PORT=17199 \
 	CASSANDRA_DIR=$(CURDIR)/.cache/test-services/cassandra REDIS_PORT=16379 REDIS_DIR=$(CURDIR)/.cache/test-services/redis
 
-.PHONY: help run test lint services services-stop system-deps cassandra-jars train evaluate bench assets clean
+.PHONY: help run test lint services services-stop system-deps cassandra-jars train evaluate bench bench-serving assets clean
 
 help:
 	@echo "make run       set up and serve http://$(HOST):$(PORT) (SQLite store)"
 	@echo "make test      set up everything and run lint + the whole test suite against real servers"
 	@echo "make services  start Cassandra 5.0 (127.0.0.1:9042) and Redis (127.0.0.1:6379); make services-stop"
-	@echo "make train | evaluate | bench | assets"
+	@echo "make train | evaluate | bench | bench-serving | assets"
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ evaluate: $(VENV)/.runtime
 
 bench: $(VENV)/.runtime
 	$(BIN)/python benchmarks/bench_predict.py
+
+# Serving under load with wrk: constant endpoint, SQLite, Cassandra (BENCH_ARGS="--duration 10 --warmup 5" for a quick run).
+bench-serving: $(VENV)/.dev system-deps cassandra-jars
+	$(BIN)/python benchmarks/bench_serving.py $(BENCH_ARGS)
 
 assets:
 	bash scripts/vendor_assets.sh

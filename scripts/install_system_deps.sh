@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install, if missing, the system packages the test suite needs: Redis, Chromium, a JDK (17+) and Maven.
+# Install, if missing, the system packages the test suite needs: Redis, Chromium, a JDK (17+) and Maven;
+# and wrk, the load generator of benchmarks/bench_serving.py.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v wrk >/dev/null || need+=(wrk)  # benchmarks/bench_serving.py
 command -v mvn >/dev/null || need+=(maven)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 

@@ -1,0 +1,377 @@
+"""Serving under load: the project as `make run` starts it (gunicorn.conf.py), driven by wrk.
+
+    .venv/bin/python benchmarks/bench_serving.py                    # SQLite, Cassandra, constant endpoint
+    .venv/bin/python benchmarks/bench_serving.py --duration 10 --warmup 5 --targets constant,sqlite
+    .venv/bin/python benchmarks/bench_serving.py --mode chaos       # 5 min, a worker killed and one recycled
+
+`load` mode starts, one after the other, a Flask endpoint that answers a constant (the ceiling of
+gunicorn + Flask on this machine, same gunicorn.conf.py), mnist_web on SQLite, and mnist_web on a
+real Cassandra 5.0 node (scripts/services.py, on free loopback ports). Each is driven by `wrk`
+(keep-alive, 16 connections) POSTing canvas data URLs to /predict/ (drawings of MNIST test digits by
+mnist_web.canvas): a warm-up, then the measured run; SQLite also at 4 connections. It prints req/s,
+p50, p99, errors and the ratios to the constant endpoint, the time from starting gunicorn to a 200
+from /readyz, and the RSS of each worker.
+
+`chaos` mode runs mnist_web on SQLite under the same load for 5 minutes; a third of the way in one
+worker is SIGKILLed, two thirds in another is recycled (SIGTERM: it finishes its requests and gunicorn
+starts a replacement). It prints the slowest request, the errors, and whether every answered
+prediction is in the store.
+
+Needs `wrk` (Debian package) and, for Cassandra, a JDK 17 and the jars `make cassandra-jars` fetches.
+"""
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+MNIST_APP = "mnist_web:create_app()"
+CONSTANT_APP = "bench_serving:constant_app()"  # imported by gunicorn from benchmarks/
+
+# wrk's Lua side: cycle through the bodies; print one JSON line of figures at the end.
+LUA_TEMPLATE = """
+local bodies = {BODIES}
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/predict/", {["Content-Type"] = "text/plain"}, bodies[(counter % #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "max_us": %d, '
+    .. '"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def constant_app():
+    """A Flask app that answers every POST /predict/ with the same small JSON (the load ceiling)."""
+    from flask import Flask, jsonify, request
+
+    app = Flask("constant")
+
+    @app.post("/predict/")
+    def predict():
+        request.get_data()
+        response = jsonify(digit=7, confidence=1.0)
+        response.status_code = 201
+        return response
+
+    @app.get("/readyz")
+    def readyz():
+        return jsonify(status="ready")
+
+    return app
+
+
+def canvas_data_urls(count, seed=20240501):
+    """`count` canvas drawings of MNIST test digits, as the page's data URLs."""
+    import numpy as np
+
+    from mnist_web.canvas import encode_png, render_drawing
+    from mnist_web.datasets import load_mnist
+
+    (_, _), (images, _) = load_mnist()
+    rng = np.random.default_rng(seed)
+    return [
+        "data:image/png;base64," + base64.b64encode(encode_png(render_drawing(images[i], rng), "white")).decode()
+        for i in range(count)
+    ]
+
+
+def write_lua(folder, bodies):
+    """The wrk script, in this run's own folder."""
+    path = Path(folder) / "post_canvas.lua"
+    path.write_text(LUA_TEMPLATE.replace("{BODIES}", "{" + ",\n".join(json.dumps(b) for b in bodies) + "}"))
+    return path
+
+
+def http_status(url, timeout=5):
+    """The status of a GET, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def rss_mb(pid):
+    """Resident memory of a process in MiB (None if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def children(pid):
+    """Child process ids (gunicorn's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return sorted(found)
+
+
+class Gunicorn:
+    """One gunicorn started with the project's gunicorn.conf.py on a free port."""
+
+    def __init__(self, app, folder, env=None):
+        from services import free_port
+
+        self.app = app
+        self.port = free_port()
+        self.folder = Path(folder)
+        self.log_path = self.folder / f"gunicorn-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.folder / f"metrics-{self.port}"),
+            **(env or {}),
+        }
+        self.process = None
+        self.ready_s = None
+
+    @property
+    def base(self):
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout=180):
+        """Start gunicorn and wait for /readyz to answer 200; records the seconds it took."""
+        started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(GUNICORN),
+                    "-c",
+                    str(REPO / "gunicorn.conf.py"),
+                    "--pythonpath",
+                    str(REPO / "benchmarks"),
+                    self.app,
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
+            if http_status(f"{self.base}/readyz") == 200:
+                self.ready_s = time.monotonic() - started
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn not ready within {timeout} s: {self.log_path.read_text()[-3000:]}")
+
+    def workers(self):
+        """The worker pids now."""
+        return children(self.process.pid)
+
+    def stop(self):
+        """Graceful stop (SIGTERM to the master), bounded; then SIGKILL the group."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def run_wrk(base, script, connections, seconds, threads=2):
+    """Run wrk once; returns the figures its Lua done() printed."""
+    timeout_s = max(5, int(seconds))
+    command = [
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{int(seconds)}s",
+        f"--timeout={timeout_s}s",
+        "-s",
+        str(script),
+        base,
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
+    found = json.loads(line.split(" ", 1)[1])
+    found["rps"] = found["requests"] / (found["duration_us"] / 1e6)
+    found["errors"] = sum(found[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return found
+
+
+def measure(server, script, connections, warmup, duration):
+    """A warm-up run (discarded) then the measured one."""
+    if warmup > 0:
+        run_wrk(server.base, script, connections, warmup)
+    return run_wrk(server.base, script, connections, duration)
+
+
+def worker_rss(server):
+    """'pid: MiB' of every worker."""
+    return ", ".join(f"{rss_mb(pid):.0f}" for pid in server.workers() if rss_mb(pid) is not None)
+
+
+@contextlib.contextmanager
+def cassandra_node(folder):
+    """A real Cassandra 5.0 node on free loopback ports for the run (scripts/services.py)."""
+    from services import CassandraServer, free_port
+
+    server = CassandraServer(
+        base_dir=Path(folder) / "cassandra",
+        port=free_port(),
+        storage_port=free_port(),
+        jmx_port=free_port(),
+        heap=os.environ.get("CASSANDRA_HEAP", "512M"),
+        keyspace="bench",
+    )
+    try:
+        seconds = server.start(wait=False).wait_ready(float(os.environ.get("CASSANDRA_START_TIMEOUT", 300)))
+        print(f"cassandra up on {server.url} after {seconds:.0f} s", flush=True)
+        yield server
+    finally:
+        server.stop()
+
+
+def fmt_ms(us):
+    return f"{us / 1000:.1f}"
+
+
+def print_row(name, figures, baseline, server):
+    ratio = figures["rps"] / baseline["rps"] if baseline else float("nan")
+    tail = figures["p99_us"] / max(figures["p50_us"], 1)
+    print(
+        f"{name:<26} {figures['rps']:>8.0f} {fmt_ms(figures['p50_us']):>8} {fmt_ms(figures['p99_us']):>9}"
+        f" {tail:>8.2f} {figures['errors']:>6} {ratio:>9.3f} {server.ready_s:>8.1f}   {worker_rss(server)}",
+        flush=True,
+    )
+
+
+def load_mode(args, folder, script):
+    targets = args.targets.split(",")
+    env = dict(item.split("=", 1) for item in args.env)
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
+    print(f"warm-up {args.warmup} s, measured {args.duration} s; extra env: {env or '-'}")
+    header = f"{'target':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>9} {'p99/p50':>8} {'errors':>6}"
+    print(header + f" {'vs const':>9} {'ready s':>8}   worker RSS MiB", flush=True)
+    baseline = None
+    runs = []
+    if "constant" in targets:
+        runs.append(("constant endpoint", CONSTANT_APP, {}, [args.connections]))
+    if "sqlite" in targets:
+        sqlite_env = {"MNIST_DATABASE_URL": f"sqlite:///{folder}/bench.sqlite3"}
+        runs.append(("mnist_web sqlite", MNIST_APP, sqlite_env, [args.connections, args.low_connections]))
+    for name, app, app_env, connection_counts in runs:
+        server = Gunicorn(app, folder, {**env, **app_env}).start()
+        try:
+            for connections in connection_counts:
+                figures = measure(server, script, connections, args.warmup, args.duration)
+                if app == CONSTANT_APP:
+                    baseline = figures
+                print_row(f"{name}, {connections} conns", figures, baseline, server)
+        finally:
+            server.stop()
+    if "cassandra" in targets:
+        with cassandra_node(folder) as node:
+            url = f"cassandra://{node.host}:{node.port}/bench"
+            cassandra_env = {"MNIST_DATABASE_URL": url, "MNIST_SPOOL_PATH": f"{folder}/spool.sqlite3"}
+            server = Gunicorn(MNIST_APP, folder, {**env, **cassandra_env}).start()
+            try:
+                figures = measure(server, script, args.connections, args.warmup, args.duration)
+                print_row(f"mnist_web cassandra, {args.connections} conns", figures, baseline, server)
+                spool = sqlite3.connect(f"{folder}/spool.sqlite3").execute("SELECT COUNT(*) FROM spool").fetchone()
+                print(f"  records left in the spool after the run: {spool[0]}")
+            finally:
+                server.stop()
+
+
+def chaos_mode(args, folder, script):
+    env = dict(item.split("=", 1) for item in args.env)
+    database = Path(folder) / "chaos.sqlite3"
+    server = Gunicorn(MNIST_APP, folder, {**env, "MNIST_DATABASE_URL": f"sqlite:///{database}"}).start()
+    print(f"load: {os.getloadavg()[0]:.2f} (1 min); ready after {server.ready_s:.1f} s; workers {server.workers()}")
+    try:
+        run_wrk(server.base, script, args.connections, args.warmup) if args.warmup else None
+        before = sqlite3.connect(database).execute("SELECT COUNT(*) FROM record_data").fetchone()[0]
+        result = {}
+        thread = threading.Thread(
+            target=lambda: result.update(run_wrk(server.base, script, args.connections, args.chaos_duration))
+        )
+        thread.start()
+        time.sleep(args.chaos_duration / 3)
+        victim = server.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        print(f"{args.chaos_duration / 3:.0f} s: SIGKILL worker {victim}", flush=True)
+        time.sleep(args.chaos_duration / 3)
+        recycled = [pid for pid in server.workers() if pid != victim][0]
+        os.kill(recycled, signal.SIGTERM)
+        print(f"{2 * args.chaos_duration / 3:.0f} s: SIGTERM (recycle) worker {recycled}", flush=True)
+        thread.join()
+        after = sqlite3.connect(database).execute("SELECT COUNT(*) FROM record_data").fetchone()[0]
+        print(
+            f"{args.chaos_duration} s at {args.connections} conns: {result['rps']:.0f} req/s, "
+            f"p50 {fmt_ms(result['p50_us'])} ms, p99 {fmt_ms(result['p99_us'])} ms, "
+            f"slowest {fmt_ms(result['max_us'])} ms; errors {result['errors']} "
+            f"(connect {result['connect']}, read {result['read']}, write {result['write']}, "
+            f"non-2xx {result['status']}, timeout {result['timeout']}); "
+            f"requests {result['requests']}, records stored {after - before}; workers now {server.workers()}"
+        )
+    finally:
+        server.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=["load", "chaos"], default="load")
+    parser.add_argument("--targets", default="constant,sqlite,cassandra", help="load mode: which to run")
+    parser.add_argument("--duration", type=int, default=30, help="seconds measured per run")
+    parser.add_argument("--warmup", type=int, default=30, help="seconds of load before each measured run")
+    parser.add_argument("--chaos-duration", type=int, default=300, help="chaos mode: seconds of load")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--low-connections", type=int, default=4, help="the second SQLite run (for p99)")
+    parser.add_argument("--bodies", type=int, default=50, help="distinct canvas drawings posted")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for gunicorn (repeatable)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk, or scripts/install_system_deps.sh)")
+    folder = tempfile.mkdtemp(prefix="bench_serving-")
+    try:
+        script = write_lua(folder, canvas_data_urls(args.bodies))
+        (chaos_mode if args.mode == "chaos" else load_mode)(args, folder, script)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

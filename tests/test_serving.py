@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 from test_delivery import digit_pngs, http, log_tail
+from test_store_contract import make_record
 
-from mnist_web import create_app
-from mnist_web.db import EXTENSION as STORE
+from mnist_web.db import StoreHolder
 from mnist_web.store.base import new_record_id
+from mnist_web.store.sqlite import SqliteStore
 from servers import cassandra_url, free_port, fresh_keyspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -245,23 +246,28 @@ def test_deeply_nested_json_is_a_400_on_every_json_endpoint(serve, pngs):
     assert "RecursionError" not in server.log_path.read_text(errors="replace")
 
 
-def test_threads_of_one_process_wait_for_the_schema(tmp_path, pngs):
-    """In-process: 8 threads' first writes on a fresh store all wait for the one that creates the schema."""
-    app = create_app({"TESTING": True, "MNIST_DATABASE_URL": f"sqlite:///{tmp_path}/fresh.sqlite3"})
-    client_ids = []
-    barrier = threading.Barrier(8)
+class SlowSchemaStore(SqliteStore):
+    """A real SQLite store whose schema takes half a second to create (as a remote database's may)."""
 
-    def first_write(index):
+    def init_schema(self):
+        time.sleep(0.5)
+        super().init_schema()
+
+
+def test_threads_of_one_process_wait_for_the_schema(tmp_path):
+    """In-process: 8 threads' first writes on a fresh store all wait for the one that creates the schema."""
+    holder = StoreHolder({"MNIST_DATABASE_URL": f"sqlite:///{tmp_path}/fresh.sqlite3"}, str(tmp_path))
+    holder._open = lambda: SlowSchemaStore(tmp_path / "fresh.sqlite3")
+    records = [make_record() for _ in range(8)]
+    barrier = threading.Barrier(len(records))
+
+    def first_write(record):
         barrier.wait(timeout=30)
-        with app.test_client() as client:
-            answer = client.post("/api/v1/predictions", data=pngs[index % len(pngs)], content_type="image/png")
-            return answer.status_code, answer.get_json()
+        holder.store().add(record)
 
     try:
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(first_write, range(8)))
-        assert [status for status, _ in answers] == [201] * 8, answers
-        client_ids = [body["id"] for _, body in answers]
-        assert stored_id_counts(tmp_path / "fresh.sqlite3") == {record_id: 1 for record_id in client_ids}
+        with concurrent.futures.ThreadPoolExecutor(len(records)) as pool:
+            list(pool.map(first_write, records))  # raises StoreUnavailable ("no such table") on a race
+        assert stored_id_counts(tmp_path / "fresh.sqlite3") == {str(record.id): 1 for record in records}
     finally:
-        app.extensions[STORE].close()
+        holder.close()

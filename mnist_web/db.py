@@ -29,7 +29,7 @@ class StoreHolder:
         self._pid = None
         self._store = None
         self._schema_ready = False
-        self._schema_failed = -SCHEMA_RETRY_SECONDS  # when creating the schema last failed
+        self._schema_failed = -1.0  # when creating the schema last failed (monotonic s); < 0: never
 
     @property
     def backend(self):
@@ -43,7 +43,7 @@ class StoreHolder:
             with self._lock:
                 if self._pid != os.getpid():
                     self._schema_ready = False
-                    self._schema_failed = -SCHEMA_RETRY_SECONDS
+                    self._schema_failed = -1.0
                     self._store = self._open()
                     self._pid = os.getpid()  # last: other threads pass the check above only now
         self._ensure_schema()
@@ -65,17 +65,25 @@ class StoreHolder:
     def _ensure_schema(self):
         if self._schema_ready:
             return
-        # Every thread waits here while one creates the schema, so none writes before the tables exist.
-        with self._lock:
-            if self._schema_ready or time.monotonic() - self._schema_failed < SCHEMA_RETRY_SECONDS:
-                # Just failed: the database is down; the write that follows fails or is spooled.
+        if self._schema_failed < 0:
+            # The first attempt: every thread waits while one creates the schema, so none writes
+            # before the tables exist.
+            self._lock.acquire()
+        elif not self._lock.acquire(blocking=False):
+            # The database was down and one thread is retrying: the others do not queue behind it;
+            # their writes fail or are spooled as they would anyway.
+            return
+        try:
+            failed_lately = self._schema_failed >= 0 and time.monotonic() - self._schema_failed < SCHEMA_RETRY_SECONDS
+            if self._schema_ready or failed_lately:
                 return
-            try:
-                self._store.init_schema()
-                self._schema_ready = True
-            except StoreUnavailable as exc:
-                self._schema_failed = time.monotonic()
-                log.warning("could not create the schema yet: %s", exc)
+            self._store.init_schema()
+            self._schema_ready = True
+        except StoreUnavailable as exc:
+            self._schema_failed = time.monotonic()
+            log.warning("could not create the schema yet: %s", exc)
+        finally:
+            self._lock.release()
 
     def close(self):
         """Close the store (at exit or in tests)."""

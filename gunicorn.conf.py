@@ -15,7 +15,7 @@ Run with:  gunicorn -c gunicorn.conf.py "mnist_web:create_app()"
 | GUNICORN_GRACEFUL_TIMEOUT    | 30          | seconds workers get to finish requests on shutdown       |
 | GUNICORN_KEEPALIVE           | 5           | seconds an idle keep-alive connection stays open         |
 | GUNICORN_MAX_REQUESTS        | 0           | requests after which a worker is recycled (0: never)     |
-| GUNICORN_MAX_REQUESTS_JITTER | 100         | random extra requests so workers do not recycle together |
+| GUNICORN_MAX_REQUESTS_JITTER | 0           | random extra requests so workers do not recycle together |
 | GUNICORN_LOG_LEVEL           | info        | error-log level (the app's own LOG_LEVEL is separate)    |
 | GUNICORN_ACCESS_LOG          | -           | access-log file; "-" is stdout, "" turns it off          |
 | FORWARDED_ALLOW_IPS          | 127.0.0.1   | proxies whose X-Forwarded-* headers are trusted          |

@@ -17,11 +17,35 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+# binutils' strip, for TensorFlow's libraries (the builder only; the runtime gets no tools).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils=2.40-2 \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir --prefer-binary -r /tmp/requirements.txt
+# --no-compile: no .pyc in the image (see PYTHONPYCACHEPREFIX in the runtime stage).
+RUN pip install --no-cache-dir --no-compile --prefer-binary -r /tmp/requirements.txt
+
+# Only what serving needs (as installed the venv is ~1.4 GB, most of it TensorFlow; this leaves ~0.8):
+# - TensorFlow's C++ headers (for building custom ops) and the parts it never loads to serve:
+#   libclang (its build tooling), StableHLO's and the tf2xla Python ops' libraries, grpcio;
+#   pygments (rich's syntax colouring);
+# - the libraries' symbol tables: strip --strip-unneeded keeps the dynamic symbols the loader
+#   uses, so the code and the predictions are the same (tests/test_image.py checks them);
+# - test suites, type stubs, pip/setuptools/wheel (nothing is installed at runtime).
+RUN pip uninstall --yes libclang grpcio pygments \
+    && SITE=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+    && rm -rf "$SITE/tensorflow/include" \
+        "$SITE/tensorflow/compiler/mlir/stablehlo/stablehlo_extension.so" \
+        "$SITE/tensorflow/compiler/tf2xla/ops/_xla_ops.so" \
+    && find "$SITE/tensorflow" -name '*.so*' -type f -exec strip --strip-unneeded {} + \
+    && find "$SITE" -depth -type d -name tests -exec rm -rf {} + \
+    && find "$SITE" -name '*.pyi' -type f -delete \
+    && pip uninstall --yes setuptools wheel pip \
+    && rm -f /opt/venv/bin/pip* /opt/venv/bin/wheel
 
 # ---- runtime: venv + app only, non-root ---------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS runtime
@@ -30,11 +54,13 @@ LABEL org.opencontainers.image.title="mnist_web" \
       org.opencontainers.image.description="Handwritten-digit recognition web service (Flask + Keras)"
 
 # HOST/PORT are read by gunicorn.conf.py; MNIST_* by mnist_web/config.py.
+# The image has no .pyc (82 MB): PYTHONPYCACHEPREFIX lets the first worker compile into /tmp what
+# the next workers (and recycled ones) reuse; the code itself stays read-only.
 ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=5000 \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONPYCACHEPREFIX=/tmp/pycache \
     TF_CPP_MIN_LOG_LEVEL=2
 
 RUN groupadd --system --gid 10001 app \

@@ -136,7 +136,8 @@ def container(engine, mnist_dir):
             pytest.fail(f"/readyz not 200 within 240 s (last: {last}):\n{box.logs()}", pytrace=False)
         yield box
     finally:
-        engine.run("rm", "--force", "--time", "5", name, check=False, timeout=60)
+        engine.run("stop", "-t", "5", name, check=False, timeout=60)
+        engine.run("rm", "--force", name, check=False, timeout=60)
 
 
 def test_readyz_reports_the_model_and_the_store(container):
@@ -234,7 +235,7 @@ def test_predictions_match_the_committed_model_here(container, recognizer, mnist
     here = recognizer.predict_batch(images / 255.0)
     assert in_image.shape == here.shape == (10000, 10)
     assert np.array_equal(in_image.argmax(axis=1), here.argmax(axis=1))
-    np.testing.assert_allclose(in_image, here, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(in_image, here, rtol=0, atol=1e-6)
     assert (in_image.argmax(axis=1) == labels).mean() > 0.99
 
 

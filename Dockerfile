@@ -8,7 +8,8 @@
 # "runtime" gets only that virtualenv and the app's files, and runs as a non-root user.
 # Every dependency in requirements.txt ships manylinux wheels for CPython 3.11, so the builder
 # needs no compiler. tests/test_delivery.py lints this file with hadolint and runs its
-# ENTRYPOINT + CMD, with its ENV, against a real Cassandra.
+# ENTRYPOINT + CMD, with its ENV, against a real Cassandra; `make image` builds it with docker or
+# podman (scripts/image.sh) and `make image-test` runs the image and checks it (tests/test_image.py).
 
 # ---- builder: the virtualenv ------------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS builder

@@ -136,12 +136,28 @@ EOF2
   echo "$tarball"
 }
 
+STANDIN_LABEL=mnist_web.standin
+
+# The stand-in's label, inherited by images built on it: empty for a real (pulled) base.
+standin_of() {
+  "$ENGINE" image inspect --format "{{ index .Config.Labels \"$STANDIN_LABEL\" }}" "$1" 2>/dev/null | grep -v '^<no value>$' || true
+}
+
+# The Dockerfile's base image: present and real, else pulled, else a stand-in (made once, then reused
+# while no registry answers; the next pull that works replaces it).
 ensure_base() {
-  local base
+  local base present=0
   base=$(base_image)
-  image_present "$base" && return
+  if image_present "$base"; then
+    [ -z "$(standin_of "$base")" ] && return
+    present=1
+  fi
   say "pulling $base"
   if timeout "$PULL_TIMEOUT" "$ENGINE" pull "$base" >&2; then
+    return
+  fi
+  if [ "$present" = 1 ]; then
+    say "could not pull $base: using the LOCAL STAND-IN with that tag built earlier from Debian packages"
     return
   fi
   say "could not pull $base: building a LOCAL STAND-IN with that tag from Debian bookworm packages"
@@ -151,6 +167,7 @@ ensure_base() {
   "$ENGINE" import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
+    --change "LABEL $STANDIN_LABEL=\"debootstrap bookworm: Debian's python3, not $base\"" \
     --change 'CMD ["python3"]' \
     "$tarball" "$(qualified "$base")" >&2
 }

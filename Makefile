@@ -30,7 +30,7 @@ help:
 	@echo "make image     build $(IMAGE) with docker or podman; make image-test: build it and smoke-test it"
 	@echo "make train | evaluate | bench | assets"
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt requirements-serve.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt

@@ -109,8 +109,8 @@ _loaded = {}
 
 
 def get_recognizer(model_dir, inference=None):
-    """The process's recognizer for a model folder, loaded on first use (after any fork)."""
-    key = (os.getpid(), str(model_dir))
+    """The process's recognizer for a model folder and MNIST_INFERENCE setting, loaded on first use (after any fork)."""
+    key = _key(model_dir, inference)
     if key not in _loaded:
         with _lock:
             if key not in _loaded:
@@ -118,6 +118,10 @@ def get_recognizer(model_dir, inference=None):
     return _loaded[key]
 
 
-def loaded_recognizer(model_dir):
+def loaded_recognizer(model_dir, inference=None):
     """The recognizer if this process has loaded it already, else None (for readiness checks)."""
-    return _loaded.get((os.getpid(), str(model_dir)))
+    return _loaded.get(_key(model_dir, inference))
+
+
+def _key(model_dir, inference):
+    return os.getpid(), str(model_dir), Config.MNIST_INFERENCE if inference is None else inference

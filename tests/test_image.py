@@ -3,8 +3,9 @@
 One container of IMAGE (mnist_web:latest), serving on a free loopback port, with the MNIST test set
 mounted read-only: it gets ready, answers drawings with the right digit, runs as uid 10001 with its
 code read-only, passes its own HEALTHCHECK, has no TensorFlow, gives the digits of the committed Keras
-model here on the whole MNIST test set (its NumPy runtime; probabilities within 1e-5), and stops with exit 0 on SIGTERM within the grace period. With a Docker
-engine, `docker compose` also brings up the stack with Cassandra when a cassandra:5.0 image is there.
+model here on the whole MNIST test set (its NumPy runtime; probabilities within 1e-5), and stops with
+exit 0 on SIGTERM within the grace period. With a Docker engine, `docker compose` also brings up the
+stack with Cassandra when a cassandra:5.0 image is there.
 
 These tests are marked `image`: the normal suite leaves them out (pyproject's addopts), `make image-test`
 builds the image and runs `pytest -m image`. Under CI=true a missing engine or image fails them.

@@ -234,13 +234,13 @@ sys.stdout.buffer.write(out.getvalue())
 PROBABILITY_TOLERANCE = 1e-5
 
 
-def test_predictions_match_the_keras_model_here(container, recognizer, mnist_test):
+def test_predictions_match_the_keras_model_here(container, keras_recognizer, mnist_test):
     """The image's NumPy runtime gives the host's Keras model's digits on all 10,000 MNIST test digits."""
     images, labels = mnist_test
     result = container.exec("python", "-c", PROBABILITIES, timeout=300)
     assert result.stderr.decode().strip().endswith("numpy"), result.stderr.decode()[-2000:]
     in_image = np.load(io.BytesIO(result.stdout))
-    here = recognizer.model.predict((images / 255.0).astype("float32")[..., None], batch_size=500, verbose=0)
+    here = keras_recognizer.model.predict((images / 255.0).astype("float32")[..., None], batch_size=500, verbose=0)
     assert in_image.shape == here.shape == (10000, 10)
     assert np.array_equal(in_image.argmax(axis=1), here.argmax(axis=1))
     np.testing.assert_allclose(in_image, here, rtol=0, atol=PROBABILITY_TOLERANCE)

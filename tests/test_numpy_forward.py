@@ -32,10 +32,10 @@ def saved(model, folder):
     return folder
 
 
-def test_committed_model_on_the_whole_mnist_test_set(numpy_recognizer, recognizer, mnist_test):
+def test_committed_model_on_the_whole_mnist_test_set(numpy_recognizer, keras_recognizer, mnist_test):
     images, labels = mnist_test
     inputs = (images / 255.0).astype("float32")
-    expected = recognizer.model.predict(inputs[..., None], batch_size=500, verbose=0)  # Keras itself, unfolded
+    expected = keras_recognizer.model.predict(inputs[..., None], batch_size=500, verbose=0)  # Keras itself, unfolded
     got = numpy_recognizer.predict_batch(inputs)
     assert got.shape == expected.shape == (10000, 10)
     assert np.array_equal(got.argmax(axis=1), expected.argmax(axis=1))
@@ -43,15 +43,15 @@ def test_committed_model_on_the_whole_mnist_test_set(numpy_recognizer, recognize
     assert (got.argmax(axis=1) == labels).mean() >= 0.996
 
 
-def test_single_image_path_and_version(numpy_recognizer, recognizer, mnist_test):
-    assert numpy_recognizer.runtime == "numpy" and recognizer.runtime == "tensorflow"
-    assert numpy_recognizer.version == recognizer.version
+def test_single_image_path_and_version(numpy_recognizer, keras_recognizer, mnist_test):
+    assert numpy_recognizer.runtime == "numpy" and keras_recognizer.runtime == "tensorflow"
+    assert numpy_recognizer.version == keras_recognizer.version
     images = (mnist_test[0][:32] / 255.0).astype("float32")
     batch = numpy_recognizer.predict_batch(images)
     for image, row in zip(images, batch, strict=True):
         prediction = numpy_recognizer.predict(image)
         np.testing.assert_allclose(prediction.probabilities, row, rtol=0, atol=1e-6)
-        assert prediction.digit == int(row.argmax()) == recognizer.predict(image).digit
+        assert prediction.digit == int(row.argmax()) == keras_recognizer.predict(image).digit
     assert numpy_recognizer.predict_batch(images[:0]).shape == (0, 10)
 
 
@@ -138,14 +138,15 @@ def test_mnist_inference_picks_the_runtime(app_config_model_dir, monkeypatch):
 
 
 def test_the_app_uses_the_configured_runtime(tmp_path):
+    """create_app's MNIST_INFERENCE reaches the recognizer the request path uses."""
     app = create_app({"TESTING": True, "MNIST_INFERENCE": "numpy", "MNIST_DATABASE_URL": f"sqlite:///{tmp_path}/db"})
     with app.app_context():
         from mnist_web.predictions import recognizer
 
         assert recognizer().runtime == "numpy"
-    assert get_recognizer(app.config["MNIST_MODEL_DIR"], "numpy") is get_recognizer(
-        app.config["MNIST_MODEL_DIR"], "numpy"
-    )
+    app.extensions["mnist_web.store"].close()
+    model_dir = app.config["MNIST_MODEL_DIR"]
+    assert get_recognizer(model_dir, "numpy") is get_recognizer(model_dir, "numpy") is not get_recognizer(model_dir)
 
 
 def blas_setting(**env):

@@ -1,4 +1,4 @@
-# mnist_web: Flask + Keras handwritten-digit service, served by gunicorn.
+# mnist_web: Flask handwritten-digit service (a Keras-trained CNN, run with NumPy: no TensorFlow here), served by gunicorn.
 #
 #   docker build -t mnist_web .
 #   docker run --rm -p 5000:5000 -e MNIST_DATABASE_URL=cassandra://HOST:9042/mnist mnist_web

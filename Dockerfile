@@ -1,14 +1,15 @@
-# mnist_web: Flask + Keras handwritten-digit service, served by gunicorn.
+# mnist_web: Flask handwritten-digit service (a Keras-trained CNN, run with NumPy: no TensorFlow here), served by gunicorn.
 #
 #   docker build -t mnist_web .
 #   docker run --rm -p 5000:5000 -e MNIST_DATABASE_URL=cassandra://HOST:9042/mnist mnist_web
 #   docker compose up            (Cassandra + web; see docker-compose.yml)
 #
-# Two stages on the same pinned base image: "builder" makes the virtualenv from requirements.txt,
+# Two stages on the same pinned base image: "builder" makes the virtualenv from requirements-serve.txt,
 # "runtime" gets only that virtualenv and the app's files, and runs as a non-root user.
-# Every dependency in requirements.txt ships manylinux wheels for CPython 3.11, so the builder
+# Every dependency in requirements-serve.txt ships manylinux wheels for CPython 3.11, so the builder
 # needs no compiler. tests/test_delivery.py lints this file with hadolint and runs its
-# ENTRYPOINT + CMD, with its ENV, against a real Cassandra.
+# ENTRYPOINT + CMD, with its ENV, against a real Cassandra; `make image` builds it with docker or
+# podman (scripts/image.sh) and `make image-test` runs the image and checks it (tests/test_image.py).
 
 # ---- builder: the virtualenv ------------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS builder
@@ -20,22 +21,39 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir --prefer-binary -r /tmp/requirements.txt
+# Only the serving requirements: no TensorFlow or Keras. The image runs the model with NumPy
+# (mnist_web/numpy_forward.py, MNIST_INFERENCE=numpy below), which gives the Keras model's digits
+# on the whole MNIST test set (tests/test_image.py checks it).
+COPY requirements-serve.txt /tmp/requirements-serve.txt
+# --no-compile: no .pyc in the image (see PYTHONPYCACHEPREFIX in the runtime stage).
+RUN pip install --no-cache-dir --no-compile --prefer-binary -r /tmp/requirements-serve.txt
+
+# Only what serving needs: no test suites, type stubs or pip/setuptools/wheel (nothing is
+# installed at runtime).
+RUN SITE=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+    && find "$SITE" -depth -type d -name tests -exec rm -rf {} + \
+    && find "$SITE" -name '*.pyi' -type f -delete \
+    && pip uninstall --yes setuptools wheel pip \
+    && rm -f /opt/venv/bin/pip* /opt/venv/bin/wheel
 
 # ---- runtime: venv + app only, non-root ---------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS runtime
 
 LABEL org.opencontainers.image.title="mnist_web" \
-      org.opencontainers.image.description="Handwritten-digit recognition web service (Flask + Keras)"
+      org.opencontainers.image.description="Handwritten-digit recognition web service (Flask + a Keras-trained CNN run with NumPy)"
 
-# HOST/PORT are read by gunicorn.conf.py; MNIST_* by mnist_web/config.py.
+# HOST/PORT are read by gunicorn.conf.py; MNIST_* by mnist_web/config.py. The model runs on NumPy
+# (there is no TensorFlow in the image); OPENBLAS_NUM_THREADS=1: one BLAS thread per worker, the
+# workers are the parallelism (and a small model gains nothing from more).
+# The image has no .pyc (82 MB): PYTHONPYCACHEPREFIX lets the first worker compile into /tmp what
+# the next workers (and recycled ones) reuse; the code itself stays read-only.
 ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=5000 \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    PYTHONPYCACHEPREFIX=/tmp/pycache \
+    MNIST_INFERENCE=numpy \
+    OPENBLAS_NUM_THREADS=1
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app \

@@ -18,15 +18,19 @@ endif
 TEST_SERVICES_ENV := CASSANDRA_PORT=19042 CASSANDRA_STORAGE_PORT=17000 CASSANDRA_JMX_PORT=17199 \
 	CASSANDRA_DIR=$(CURDIR)/.cache/test-services/cassandra REDIS_PORT=16379 REDIS_DIR=$(CURDIR)/.cache/test-services/redis
 
-.PHONY: help run test lint services services-stop system-deps cassandra-jars train evaluate bench bench-serving assets clean
+# The container image `make image` builds (scripts/image.sh: docker or podman, whichever works).
+IMAGE ?= mnist_web:latest
+
+.PHONY: image image-test help run test lint services services-stop system-deps cassandra-jars train evaluate bench bench-serving assets clean
 
 help:
 	@echo "make run       set up and serve http://$(HOST):$(PORT) (SQLite store)"
 	@echo "make test      set up everything and run lint + the whole test suite against real servers"
 	@echo "make services  start Cassandra 5.0 (127.0.0.1:9042) and Redis (127.0.0.1:6379); make services-stop"
+	@echo "make image     build $(IMAGE) with docker or podman; make image-test: build it and smoke-test it"
 	@echo "make train | evaluate | bench | bench-serving | assets"
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt requirements-serve.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
@@ -60,7 +64,15 @@ test: $(VENV)/.dev system-deps cassandra-jars lint
 	MNIST_TEST_CASSANDRA_URL=cassandra://127.0.0.1:19042/mnist MNIST_TEST_REDIS_URL=redis://127.0.0.1:16379/0 \
 		$(BIN)/python -m pytest -p no:cacheprovider || status=$$?; \
 	$(TEST_SERVICES_ENV) $(BIN)/python scripts/services.py stop || true; \
+	$(MAKE) --no-print-directory image-test || status=$$?; \
 	exit $$status
+
+image:
+	IMAGE=$(IMAGE) bash scripts/image.sh build
+
+# Builds the image, then runs it and checks it (tests/test_image.py; see the README's Docker section).
+image-test: $(VENV)/.dev image
+	IMAGE=$(IMAGE) $(BIN)/python -m pytest -p no:cacheprovider -m image tests/test_image.py
 
 train: $(VENV)/.dev
 	$(BIN)/python train_keras.py

@@ -13,7 +13,7 @@ from .recognizer import get_recognizer
 
 
 def _recognizer():
-    return get_recognizer(current_app.config["MNIST_MODEL_DIR"])
+    return get_recognizer(current_app.config["MNIST_MODEL_DIR"], current_app.config["MNIST_INFERENCE"])
 
 
 @click.command("predict")

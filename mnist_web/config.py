@@ -17,6 +17,8 @@ class Config:
     # Empty means SQLite in the Flask instance folder.
     MNIST_DATABASE_URL = os.environ.get("MNIST_DATABASE_URL", "")
     MNIST_MODEL_DIR = os.environ.get("MNIST_MODEL_DIR", str(REPO_ROOT / "model"))
+    # What runs the model: auto (TensorFlow when installed, else NumPy), tensorflow, or numpy.
+    MNIST_INFERENCE = os.environ.get("MNIST_INFERENCE", "auto")
     # Durable local spool for records the database could not take (SQLite file); empty: instance folder.
     MNIST_SPOOL_PATH = os.environ.get("MNIST_SPOOL_PATH", "")
     MNIST_SPOOL_MAX_RECORDS = _int("MNIST_SPOOL_MAX_RECORDS", 100_000)

@@ -18,7 +18,7 @@ MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "bmp": "image/bmp"}
 
 def recognizer():
     """The process's recognizer for the configured model folder."""
-    return get_recognizer(current_app.config["MNIST_MODEL_DIR"])
+    return get_recognizer(current_app.config["MNIST_MODEL_DIR"], current_app.config["MNIST_INFERENCE"])
 
 
 def predict_and_record(data, source, client_ip):

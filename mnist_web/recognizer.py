@@ -1,7 +1,11 @@
-"""The trained CNN: loaded once per process, lazily, from model/model_mnist.json + .weights.h5."""
+"""The trained CNN: loaded once per process, lazily, from model/model_mnist.json + .weights.h5.
+
+It runs on TensorFlow or, where TensorFlow is not installed (the container image), on NumPy alone.
+"""
 
 import dataclasses
 import hashlib
+import importlib.util
 import logging
 import os
 import threading
@@ -9,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import Config
 from .folding import folded_forward
+from .numpy_forward import CHUNK as NUMPY_CHUNK
+from .numpy_forward import NumpyForward
 
 log = logging.getLogger(__name__)
 
@@ -26,61 +33,95 @@ class Prediction:
     probabilities: tuple
 
 
-class Recognizer:
-    """A loaded model with compiled call paths for one image and for batches."""
+INFERENCE_CHOICES = ("auto", "tensorflow", "numpy")
 
-    def __init__(self, model_dir):
+
+class Recognizer:
+    """A loaded model with fast call paths for one image and for batches, run by TensorFlow or by NumPy.
+
+    `inference` (default: Config.MNIST_INFERENCE): "tensorflow", "numpy", or "auto" (TensorFlow when it can
+    be imported, else NumPy). Both give the same digits; the version names the weights either way.
+    """
+
+    def __init__(self, model_dir, inference=None):
+        model_dir = Path(model_dir)
+        weights = model_dir / MODEL_WEIGHTS
+        self.version = "cnn-" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        self.runtime = runtime_for(Config.MNIST_INFERENCE if inference is None else inference)
+        self.model = None  # the Keras model, with the TensorFlow runtime
+        if self.runtime == "numpy":
+            self._load_numpy(model_dir)
+        else:
+            self._load_tensorflow(model_dir)
+        log.info("model %s loaded from %s (%s runtime)", self.version, model_dir, self.runtime)
+
+    def _load_tensorflow(self, model_dir):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
         import tensorflow as tf
 
-        model_dir = Path(model_dir)
-        weights = model_dir / MODEL_WEIGHTS
         self.model = keras.models.model_from_json((model_dir / MODEL_JSON).read_text())
-        self.model.load_weights(weights)
-        self.version = "cnn-" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        self.model.load_weights(model_dir / MODEL_WEIGHTS)
         # model.predict costs ~40 ms a call in setup alone. A concrete function (traced once, called
         # without tf.function's argument dispatch) costs well under 1 ms: XLA-compiled for one image,
         # oneDNN's kernels for batches, where they are faster. Batch norm folded into the weights saves
         # oneDNN a pass over every activation map (XLA fuses it anyway).
-        self._tf = tf
         forward = folded_forward(self.model) or (lambda x: self.model(x, training=False))
-        self._one = tf.function(forward, jit_compile=True).get_concrete_function(
-            tf.TensorSpec([1, 28, 28, 1], tf.float32)
+        one = tf.function(forward, jit_compile=True).get_concrete_function(tf.TensorSpec([1, 28, 28, 1], tf.float32))
+        many = tf.function(forward).get_concrete_function(tf.TensorSpec([None, 28, 28, 1], tf.float32))
+        one(tf.zeros([1, 28, 28, 1]))  # compile now, not on the first request
+        self._one = lambda batch: one(tf.convert_to_tensor(batch)).numpy()
+        self._many = lambda batch, size: np.concatenate(
+            [many(tf.convert_to_tensor(batch[i : i + size])).numpy() for i in range(0, len(batch), size)]
         )
-        self._many = tf.function(forward).get_concrete_function(tf.TensorSpec([None, 28, 28, 1], tf.float32))
-        self._one(tf.zeros([1, 28, 28, 1]))  # compile now, not on the first request
-        log.info("model %s loaded from %s", self.version, model_dir)
+
+    def _load_numpy(self, model_dir):
+        # Unfoldable (a clear message naming the layer) for a model NumPy cannot run exactly.
+        forward = NumpyForward.from_files(model_dir / MODEL_JSON, model_dir / MODEL_WEIGHTS)
+        self._one = forward
+        self._many = lambda batch, size: forward.batch(batch, min(size, NUMPY_CHUNK))
 
     def predict(self, image):
         """Classify one 28x28 float32 image (white on black, 0..1)."""
-        batch = self._tf.convert_to_tensor(np.asarray(image, np.float32).reshape(1, 28, 28, 1))
-        probabilities = self._one(batch).numpy()[0]
+        probabilities = self._one(np.asarray(image, np.float32).reshape(1, 28, 28, 1))[0]
         digit = int(probabilities.argmax())
         return Prediction(digit, float(probabilities[digit]), tuple(float(p) for p in probabilities))
 
     def predict_batch(self, images, batch_size=1024):
         """Return the (n, 10) probabilities for n 28x28 images."""
         images = np.asarray(images, np.float32).reshape(-1, 28, 28, 1)
-        convert = self._tf.convert_to_tensor
-        parts = [self._many(convert(images[i : i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
-        return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
+        if len(images) == 0:
+            return np.zeros((0, 10), np.float32)
+        return self._many(images, batch_size)
+
+
+def runtime_for(inference):
+    """The runtime a MNIST_INFERENCE setting picks: "tensorflow" or "numpy"."""
+    if inference not in INFERENCE_CHOICES:
+        raise ValueError(f"MNIST_INFERENCE={inference!r}: expected one of {', '.join(INFERENCE_CHOICES)}")
+    if inference != "auto":
+        return inference
+    return "tensorflow" if importlib.util.find_spec("tensorflow") is not None else "numpy"
 
 
 _lock = threading.Lock()
 _loaded = {}
 
 
-def get_recognizer(model_dir):
-    """The process's recognizer for a model folder, loaded on first use (after any fork)."""
-    key = (os.getpid(), str(model_dir))
+def get_recognizer(model_dir, inference=None):
+    """The process's recognizer for a model folder and MNIST_INFERENCE setting, loaded on first use (after any fork)."""
+    key = _key(model_dir, inference)
     if key not in _loaded:
         with _lock:
             if key not in _loaded:
-                _loaded[key] = Recognizer(model_dir)
+                _loaded[key] = Recognizer(model_dir, inference)
     return _loaded[key]
 
 
-def loaded_recognizer(model_dir):
+def loaded_recognizer(model_dir, inference=None):
     """The recognizer if this process has loaded it already, else None (for readiness checks)."""
-    return _loaded.get((os.getpid(), str(model_dir)))
+    return _loaded.get(_key(model_dir, inference))
+
+
+def _key(model_dir, inference):
+    return os.getpid(), str(model_dir), Config.MNIST_INFERENCE if inference is None else inference

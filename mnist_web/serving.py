@@ -42,9 +42,11 @@ def prepare_worker(app, notify=lambda: None):
         return
     from .predictions import recognizer
     from .preprocessing import preprocess
+    from .recognizer import runtime_for
 
     plan = serving_plan()
-    configure_tf_threads(plan["tf_intra_op"], plan["tf_inter_op"])
+    if runtime_for(app.config["MNIST_INFERENCE"]) == "tensorflow":  # the image serves without TensorFlow
+        configure_tf_threads(plan["tf_intra_op"], plan["tf_inter_op"])
     with app.app_context():
         try:
             model = recognizer()

@@ -37,6 +37,12 @@ def recognizer(app_config_model_dir):
 
 
 @pytest.fixture(scope="session")
+def keras_recognizer(app_config_model_dir):
+    """The committed model on TensorFlow, whatever MNIST_INFERENCE says: its `.model` is the Keras model."""
+    return get_recognizer(app_config_model_dir, "tensorflow")
+
+
+@pytest.fixture(scope="session")
 def app_config_model_dir():
     """The model folder the app uses by default."""
     return create_app().config["MNIST_MODEL_DIR"]

@@ -208,7 +208,7 @@ def test_builder_makes_the_venv_without_a_pip_cache(stages):
     installs = [args for args in builder_runs if re.search(r"\bpip install\b", args)]
     assert installs, "the builder stage should pip install the requirements"
     for args in installs:
-        assert "-r" in args.split() and "requirements.txt" in args, args
+        assert "-r" in args.split() and re.search(r"requirements(-serve)?\.txt", args), args
         assert "--no-cache-dir" in args, f"pip install without --no-cache-dir: {args}"
 
 
@@ -275,7 +275,7 @@ def test_dockerignore_keeps_local_state_out():
     for needed in (".git", ".venv", "tests", "node_modules", ".cache", "instance", ".pytest_cache"):
         assert needed in entries, f".dockerignore does not exclude {needed}"
     assert any("__pycache__" in e for e in entries)
-    for kept in ("mnist_web", "templates", "static", "model", "requirements.txt", "gunicorn.conf.py"):
+    for kept in ("mnist_web", "templates", "static", "model", "requirements-serve.txt", "gunicorn.conf.py"):
         assert kept not in entries and f"/{kept}" not in entries, f".dockerignore excludes {kept}"
 
 

@@ -34,12 +34,12 @@ def small_model(*middle):
     return keras.Model(inputs, x)
 
 
-def test_committed_model_folds_to_the_same_answers(recognizer, mnist_test):
+def test_committed_model_folds_to_the_same_answers(keras_recognizer, mnist_test):
     images = (mnist_test[0][:512] / 255.0).astype("float32")[..., None]
-    forward = folded_forward(recognizer.model)
+    forward = folded_forward(keras_recognizer.model)
     assert forward is not None
     folded = np.asarray(forward(images))
-    expected = np.asarray(recognizer.model(images, training=False))
+    expected = np.asarray(keras_recognizer.model(images, training=False))
     assert np.allclose(folded, expected, atol=1e-5)
     assert (folded.argmax(axis=1) == expected.argmax(axis=1)).all()
 
@@ -96,7 +96,7 @@ def test_recognizer_falls_back_to_the_keras_model(tmp_path, mnist_test):
     )
     (tmp_path / MODEL_JSON).write_text(model.to_json())
     model.save_weights(tmp_path / MODEL_WEIGHTS)
-    recognizer = Recognizer(tmp_path)
+    recognizer = Recognizer(tmp_path, "tensorflow")
     images = (mnist_test[0][:16] / 255.0).astype("float32")
     expected = np.asarray(model(images[..., None], training=False))
     assert np.allclose(recognizer.predict_batch(images), expected, atol=1e-5)

@@ -23,6 +23,7 @@ The app creates its model and database sessions lazily, in each worker after the
 would be shared, broken, by every worker.
 """
 
+import contextlib
 import os
 
 
@@ -48,7 +49,8 @@ bind = [_bind_address(_env_str("HOST", "127.0.0.1") or "127.0.0.1", _env_int("PO
 
 # --- Workers -----------------------------------------------------------------------------------
 workers = _env_int("WEB_CONCURRENCY", 2)
-worker_class = "gthread"
+# gthread, with gunicorn's own 400/414/431 answers as JSON with the security headers.
+worker_class = "mnist_web.gunicorn_worker.JsonErrorThreadWorker"
 threads = _env_int("GUNICORN_THREADS", 4)
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
@@ -97,7 +99,13 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges from the sums."""
+    """Drop a dead worker's live gauges and its metric files, so that files do not pile up."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.endswith(f"_{worker.pid}.db"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(folder, name))

@@ -35,9 +35,11 @@ def create_app(test_config=None):
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["MNIST_PROXY_COUNT"]))
 
-    from . import api, cli, db, errors, health, metrics, web
+    from . import api, cli, db, decode_budget, errors, framing, health, metrics, web
 
     errors.init_app(app)
+    framing.init_app(app)
+    decode_budget.init_app(app)
     db.init_app(app)
     metrics.init_app(app)
     cli.init_app(app)

@@ -15,6 +15,13 @@ from prometheus_client import (
 )
 
 EXTENSION = "mnist_web.metrics"
+# Label values come from fixed sets, so a client inventing methods or paths cannot add series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def method_label(method):
+    """The request method, or "other" for anything outside the standard set."""
+    return method if method in KNOWN_METHODS else "other"
 
 
 class Metrics:
@@ -76,9 +83,10 @@ def init_app(app):
 
     @app.after_request
     def record_request(response):
+        # The route's pattern (a fixed set), never the path the client sent.
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         found = app.extensions[EXTENSION]
-        found.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+        found.requests.labels(method_label(request.method), endpoint, str(response.status_code)).inc()
         started = g.get("request_started")
         if started is not None:
             found.latency.labels(endpoint).observe(time.perf_counter() - started)

@@ -33,9 +33,14 @@ def json_error_response(status, reason, message):
     return ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1") + body
 
 
+# gunicorn answers an unknown transfer coding with 501: the client's mistake, so a 4xx like any other.
+CLIENT_FAULTS = {501: (400, "Bad Request")}
+
+
 def write_json_error(sock, status_int, reason, mesg):
     """Drop-in for gunicorn.util.write_error that writes JSON instead of HTML."""
-    util.write_nonblock(sock, json_error_response(int(status_int), reason, mesg))
+    status, reason = CLIENT_FAULTS.get(int(status_int), (int(status_int), reason))
+    util.write_nonblock(sock, json_error_response(status, reason, mesg))
 
 
 class JsonErrorThreadWorker(ThreadWorker):

@@ -227,7 +227,7 @@ def send(host, port, data, method, timeout=30):
 
 @contextlib.contextmanager
 def own_gunicorn():
-    """gunicorn with gunicorn.conf.py on a free port and a temporary SQLite store; yields (host, port)."""
+    """gunicorn with gunicorn.conf.py on a free port and a temporary SQLite store; yields (host, port, pid)."""
     from services import free_port
 
     port = free_port()
@@ -252,7 +252,7 @@ def own_gunicorn():
                 time.sleep(0.5)
             else:
                 sys.exit("gunicorn did not become ready:\n" + Path(f"{tmp}/gunicorn.log").read_text()[-3000:])
-            yield "127.0.0.1", port
+            yield "127.0.0.1", port, process.pid
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
@@ -273,7 +273,7 @@ def main():
             parts = urlsplit(args.url)
             host, port = parts.hostname, parts.port or 80
         else:
-            host, port = stack.enter_context(own_gunicorn())
+            host, port, _ = stack.enter_context(own_gunicorn())
         counts = collections.Counter()
         examples = {}
         started = time.monotonic()

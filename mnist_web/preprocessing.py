@@ -202,18 +202,15 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_
 
 def _to_gray(image):
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    pixels = image.astype(np.float32) / scale
-    if pixels.ndim == 2:
-        return pixels
-    channels = pixels.shape[2]
-    if channels == 1:
-        return pixels[..., 0]
-    # OpenCV orders colour channels B, G, R; these are the ITU-R BT.601 luma weights.
-    gray = pixels[..., :3] @ np.array([0.114, 0.587, 0.299], np.float32)
-    if channels == 4:
-        alpha = pixels[..., 3]
-        gray = gray * alpha + (1.0 - alpha)
-    return gray
+    pixels = image.astype(np.float32)
+    if pixels.ndim == 2 or pixels.shape[2] == 1:
+        return pixels.reshape(pixels.shape[:2]) / scale
+    # OpenCV orders colour channels B, G, R; its gray conversion uses the ITU-R BT.601 luma weights.
+    if pixels.shape[2] == 3:
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY) / scale
+    gray = cv2.cvtColor(pixels, cv2.COLOR_BGRA2GRAY) / scale
+    alpha = pixels[..., 3] / scale
+    return gray * alpha + (1.0 - alpha)
 
 
 def extract_ink(gray):

@@ -68,7 +68,7 @@ def run(label, budget, concurrent, images):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        with fuzz.own_gunicorn() as (_, port, master):
+        with fuzz.own_gunicorn() as (_, port, master, _log):
             post(port, rgb)  # warm up: model loaded, first decode done
             pid = worker_pid(master)
             idle = memory_kib(pid, "VmRSS")

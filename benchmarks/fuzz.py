@@ -227,7 +227,10 @@ def send(host, port, data, method, timeout=30):
 
 @contextlib.contextmanager
 def own_gunicorn():
-    """gunicorn with gunicorn.conf.py on a free port and a temporary SQLite store; yields (host, port, pid)."""
+    """gunicorn with gunicorn.conf.py on a free port and a temporary SQLite store.
+
+    Yields (host, port, master pid, path of its log) while it runs.
+    """
     from services import free_port
 
     port = free_port()
@@ -252,11 +255,21 @@ def own_gunicorn():
                 time.sleep(0.5)
             else:
                 sys.exit("gunicorn did not become ready:\n" + Path(f"{tmp}/gunicorn.log").read_text()[-3000:])
-            yield "127.0.0.1", port, process.pid
+            yield "127.0.0.1", port, process.pid, Path(f"{tmp}/gunicorn.log")
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
             log.close()
+
+
+def tally(finished, counts, examples, keep=20):
+    """Count a finished request's outcome; keep the first few requests that got a 5xx or no answer."""
+    outcome = finished.result()
+    counts[outcome] += 1
+    if not isinstance(outcome, int) or outcome >= 500:
+        found = examples.setdefault(outcome, [])
+        if len(found) < keep:
+            found.append(finished.request[:160])
 
 
 def main():
@@ -273,7 +286,7 @@ def main():
             parts = urlsplit(args.url)
             host, port = parts.hostname, parts.port or 80
         else:
-            host, port, _ = stack.enter_context(own_gunicorn())
+            host, port, _, log_path = stack.enter_context(own_gunicorn())
         counts = collections.Counter()
         examples = {}
         started = time.monotonic()
@@ -287,22 +300,25 @@ def main():
                 if len(pending) >= 4 * args.concurrency:
                     done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                     for finished in done:
-                        outcome = finished.result()
-                        counts[outcome] += 1
-                        examples.setdefault(outcome, finished.request[:200])
+                        tally(finished, counts, examples)
             for finished in concurrent.futures.as_completed(pending):
-                outcome = finished.result()
-                counts[outcome] += 1
-                examples.setdefault(outcome, finished.request[:200])
+                tally(finished, counts, examples)
         seconds = time.monotonic() - started
+        server_errors = []
+        if not args.url:  # what the server logged about its errors, while its log still exists
+            lines = log_path.read_text(errors="replace").splitlines()
+            server_errors = [n for n, line in enumerate(lines) if "ERROR" in line][:10]
+            server_errors = ["\n".join(lines[n : n + 25]) for n in server_errors]
     print(f"{args.requests} fuzzed requests to {host}:{port} in {seconds:.0f} s ({args.requests / seconds:.0f}/s)")
     for outcome, count in sorted(counts.items(), key=lambda item: str(item[0])):
         print(f"  {outcome}: {count}")
     errors = sum(n for outcome, n in counts.items() if isinstance(outcome, int) and outcome >= 500)
     print(f"5xx answers: {errors}")
-    for outcome, example in examples.items():
-        if not isinstance(outcome, int) or outcome >= 500:
+    for outcome, found in examples.items():
+        for example in found:
             print(f"  e.g. {outcome}: {example!r}")
+    for logged in server_errors:
+        print("server log:\n" + logged)
     return 1 if errors else 0
 
 

@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -262,6 +263,17 @@ def own_gunicorn():
             log.close()
 
 
+def logged_errors(log_path):
+    """Each distinct error the server logged (its log line's message and the exception's last line), counted."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    found = collections.Counter()
+    for n, line in enumerate(lines):
+        if " ERROR " in line or "[ERROR]" in line:
+            exception = next((x for x in lines[n + 1 : n + 400] if re.match(r"^[\w.]+(Error|Exception)\b", x)), "")
+            found[f"{line.split(':', 3)[-1].strip()[:100]} / {exception[:150]}"] += 1
+    return found
+
+
 def tally(finished, counts, examples, keep=20):
     """Count a finished request's outcome; keep the first few requests that got a 5xx or no answer."""
     outcome = finished.result()
@@ -279,6 +291,7 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop our gunicorn too
     images = sample_images()
     rng = random.Random(args.seed)
     with contextlib.ExitStack() as stack:
@@ -304,11 +317,7 @@ def main():
             for finished in concurrent.futures.as_completed(pending):
                 tally(finished, counts, examples)
         seconds = time.monotonic() - started
-        server_errors = []
-        if not args.url:  # what the server logged about its errors, while its log still exists
-            lines = log_path.read_text(errors="replace").splitlines()
-            server_errors = [n for n, line in enumerate(lines) if "ERROR" in line][:10]
-            server_errors = ["\n".join(lines[n : n + 25]) for n in server_errors]
+        server_errors = logged_errors(log_path) if not args.url else []  # read while the log still exists
     print(f"{args.requests} fuzzed requests to {host}:{port} in {seconds:.0f} s ({args.requests / seconds:.0f}/s)")
     for outcome, count in sorted(counts.items(), key=lambda item: str(item[0])):
         print(f"  {outcome}: {count}")
@@ -317,8 +326,8 @@ def main():
     for outcome, found in examples.items():
         for example in found:
             print(f"  e.g. {outcome}: {example!r}")
-    for logged in server_errors:
-        print("server log:\n" + logged)
+    for logged, count in server_errors.items():
+        print(f"server log: {count} x {logged}")
     return 1 if errors else 0
 
 

@@ -66,11 +66,23 @@ def render():
 
     store = current_app.extensions[STORE].peek()
     metrics().spool_depth.set(getattr(store, "depth", 0) if store is not None else 0)
-    registry = metrics().registry
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # under gunicorn: the sum over all workers
+        return Response(_all_workers_exposition(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(metrics().registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _all_workers_exposition(attempts=3):
+    for attempt in range(attempts):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        try:
+            return generate_latest(registry)
+        except FileNotFoundError:
+            # A dead worker's files were removed (gunicorn.conf.py child_exit) between listing and reading
+            # them: list again.
+            if attempt == attempts - 1:
+                raise
+    return b""
 
 
 def init_app(app):

@@ -341,3 +341,33 @@ def test_dead_workers_metric_files_are_removed(direct):
         time.sleep(0.5)
     assert victim not in worker_pids(), sorted(os.listdir(folder))
     assert request(port, "GET", "/metrics")[0] == 200
+
+
+def test_metrics_scrapes_stay_200_while_workers_die(direct):
+    """A dead worker's files vanish (child_exit) while /metrics reads them: the scrape lists again, never 500."""
+    port, folder = direct
+    statuses, stop = [], threading.Event()
+
+    def scrape():
+        while not stop.is_set():
+            # A scrape the killed worker was answering is cut off: that is the kill, not an answer.
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                statuses.append(request(port, "GET", "/metrics", timeout=10)[0])
+
+    scrapers = [threading.Thread(target=scrape) for _ in range(4)]
+    for thread in scrapers:
+        thread.start()
+    try:
+        for _ in range(3):
+            pids = {int(name.rsplit("_", 1)[1][:-3]) for name in os.listdir(folder) if name.endswith(".db")}
+            victim = max(pids)
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while any(name.endswith(f"_{victim}.db") for name in os.listdir(folder)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(2)  # the new worker boots and starts answering
+    finally:
+        stop.set()
+        for thread in scrapers:
+            thread.join(timeout=30)
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))

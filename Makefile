@@ -21,10 +21,11 @@ TEST_SERVICES_ENV := CASSANDRA_PORT=19042 CASSANDRA_STORAGE_PORT=17000 CASSANDRA
 # The container image `make image` builds (scripts/image.sh: docker or podman, whichever works).
 IMAGE ?= mnist_web:latest
 
-.PHONY: image image-test help run test lint services services-stop system-deps cassandra-jars train evaluate bench bench-serving assets clean
+.PHONY: image image-test help run run-proxy fuzz test lint services services-stop system-deps cassandra-jars train evaluate bench bench-serving assets clean
 
 help:
 	@echo "make run       set up and serve http://$(HOST):$(PORT) (SQLite store)"
+	@echo "make run-proxy the same behind nginx (slow clients, rate limit, static files): http://$(HOST):$(PORT)"
 	@echo "make test      set up everything and run lint + the whole test suite against real servers"
 	@echo "make services  start Cassandra 5.0 (127.0.0.1:9042) and Redis (127.0.0.1:6379); make services-stop"
 	@echo "make image     build $(IMAGE) with docker or podman; make image-test: build it and smoke-test it"
@@ -42,6 +43,15 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 
 run: $(VENV)/.runtime
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "mnist_web:create_app()"
+
+# nginx in front of gunicorn (on a unix socket); everything nginx writes goes under instance/nginx-$(PORT)/.
+run-proxy: $(VENV)/.runtime
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || $(MAKE) system-deps
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/python scripts/run_proxy.py
+
+# 100,000 fuzzed requests (FUZZ_REQUESTS=N for another count) against a gunicorn it starts; prints status counts.
+fuzz: $(VENV)/.dev
+	$(BIN)/python benchmarks/fuzz.py
 
 system-deps:
 	bash scripts/install_system_deps.sh

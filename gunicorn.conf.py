@@ -34,6 +34,7 @@ restart send TTIN (one more worker, ready before it accepts), then TTOU (the old
 HUP replaces all workers at once.
 """
 
+import contextlib
 import os
 import sys
 
@@ -64,7 +65,8 @@ bind = [_bind_address(_env_str("HOST", "127.0.0.1") or "127.0.0.1", _env_int("PO
 # --- Workers -----------------------------------------------------------------------------------
 _plan = serving_plan()  # WEB_CONCURRENCY, GUNICORN_THREADS, or sized from the usable CPUs
 workers = _plan["workers"]
-worker_class = "gthread"
+# gthread, with gunicorn's own 400/414/431 answers as JSON with the security headers.
+worker_class = "mnist_web.gunicorn_worker.JsonErrorThreadWorker"
 threads = _plan["threads"]
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
@@ -121,7 +123,13 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges from the sums."""
+    """Drop a dead worker's live gauges and its metric files, so that files do not pile up."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.endswith(f"_{worker.pid}.db"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(folder, name))

@@ -50,10 +50,12 @@ def create_app(test_config=None):
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["MNIST_PROXY_COUNT"]))
 
-    from . import api, cli, db, errors, health, jsonbody, metrics, web
+    from . import api, cli, db, decode_budget, errors, framing, health, jsonbody, metrics, web
 
     jsonbody.init_app(app)
     errors.init_app(app)
+    framing.init_app(app)
+    decode_budget.init_app(app)
     db.init_app(app)
     metrics.init_app(app)
     cli.init_app(app)

@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import re
 import uuid
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -14,6 +15,10 @@ from .web import prediction_response
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 RAW_IMAGE_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/bmp", "image/x-ms-bmp"}
+# The one spelling of a record id this API accepts: lower-case, hyphenated, 36 characters.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# ASCII digits only (str.isdigit also takes superscripts and other scripts' digits), and short.
+ASCII_COUNT = re.compile(r"[0-9]{1,6}")
 
 
 class UnsupportedMediaType(MnistWebError):
@@ -65,6 +70,8 @@ def _image_from_json():
 
 
 def _record_id(text):
+    if not CANONICAL_UUID.fullmatch(text):
+        raise RecordNotFound()
     try:
         parsed = uuid.UUID(text)
     except ValueError:
@@ -78,7 +85,7 @@ def _record_id(text):
 def list_predictions():
     """Newest first: ?limit=1..100 and ?cursor= from the previous page's next_cursor."""
     limit_text = request.args.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= current_app.config["MNIST_HISTORY_LIMIT"]:
+    if not ASCII_COUNT.fullmatch(limit_text) or not 1 <= int(limit_text) <= current_app.config["MNIST_HISTORY_LIMIT"]:
         raise BadRequestBody(f"limit must be an integer from 1 to {current_app.config['MNIST_HISTORY_LIMIT']}")
     cursor_text = request.args.get("cursor")
     cursor = None

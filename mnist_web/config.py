@@ -25,6 +25,11 @@ class Config:
     # Largest request body (bytes) and decoded image (pixels) accepted.
     MAX_CONTENT_LENGTH = _int("MNIST_MAX_UPLOAD_BYTES", 5 * 1024 * 1024)
     MNIST_MAX_IMAGE_PIXELS = _int("MNIST_MAX_IMAGE_PIXELS", 16_000_000)
+    # Most bytes one image may take decoded at full size (larger ones get 413), and the bytes all the
+    # decodes running at once in one worker process may take together (others wait, then 503).
+    MNIST_MAX_DECODED_BYTES = _int("MNIST_MAX_DECODED_BYTES", 48 * 1024 * 1024)
+    MNIST_DECODE_MEMORY_BUDGET = _int("MNIST_DECODE_MEMORY_BUDGET", 192 * 1024 * 1024)
+    MNIST_DECODE_WAIT_SECONDS = float(os.environ.get("MNIST_DECODE_WAIT_SECONDS", "10"))
     # Seconds a store operation may take before the record is spooled instead.
     MNIST_STORE_TIMEOUT = float(os.environ.get("MNIST_STORE_TIMEOUT", "2.0"))
     MNIST_HISTORY_LIMIT = _int("MNIST_HISTORY_LIMIT", 100)

@@ -54,6 +54,13 @@ class InvalidLabel(MnistWebError):
     code = "invalid_label"
 
 
+class ServerBusy(MnistWebError):
+    """The service is busy with other large images; try again shortly."""
+
+    status = 503
+    code = "busy"
+
+
 class StoreUnavailable(Exception):
     """The record store cannot be reached right now (not a client error)."""
 

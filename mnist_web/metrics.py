@@ -15,6 +15,13 @@ from prometheus_client import (
 )
 
 EXTENSION = "mnist_web.metrics"
+# Label values come from fixed sets, so a client inventing methods or paths cannot add series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
+def method_label(method):
+    """The request method, or "other" for anything outside the standard set."""
+    return method if method in KNOWN_METHODS else "other"
 
 
 class Metrics:
@@ -59,11 +66,23 @@ def render():
 
     store = current_app.extensions[STORE].peek()
     metrics().spool_depth.set(getattr(store, "depth", 0) if store is not None else 0)
-    registry = metrics().registry
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # under gunicorn: the sum over all workers
+        return Response(_all_workers_exposition(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(metrics().registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _all_workers_exposition(attempts=3):
+    for attempt in range(attempts):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        try:
+            return generate_latest(registry)
+        except FileNotFoundError:
+            # A dead worker's files were removed (gunicorn.conf.py child_exit) between listing and reading
+            # them: list again.
+            if attempt == attempts - 1:
+                raise
+    return b""
 
 
 def init_app(app):
@@ -76,9 +95,10 @@ def init_app(app):
 
     @app.after_request
     def record_request(response):
+        # The route's pattern (a fixed set), never the path the client sent.
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         found = app.extensions[EXTENSION]
-        found.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+        found.requests.labels(method_label(request.method), endpoint, str(response.status_code)).inc()
         started = g.get("request_started")
         if started is not None:
             found.latency.labels(endpoint).observe(time.perf_counter() - started)

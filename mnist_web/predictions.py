@@ -8,8 +8,9 @@ import numpy as np
 from flask import current_app
 
 from .db import get_store
+from .decode_budget import get_budget
 from .metrics import metrics
-from .preprocessing import image_format, parse_data_url, preprocess
+from .preprocessing import check_image_size, parse_data_url, preprocess
 from .recognizer import get_recognizer
 from .store.base import Record, new_record_id, record_time
 
@@ -28,8 +29,11 @@ def predict_and_record(data, source, client_ip):
     if isinstance(data, str) or bytes(data[:5]).lower() == b"data:":
         data = parse_data_url(data)
     data = bytes(data)
-    kind = image_format(data)
-    model_input = preprocess(data, current_app.config["MNIST_MAX_IMAGE_PIXELS"])
+    config = current_app.config
+    limits = config["MNIST_MAX_IMAGE_PIXELS"], config["MNIST_MAX_DECODED_BYTES"]
+    kind, _, _, cost = check_image_size(data, *limits)
+    with get_budget().reserve(cost, config["MNIST_DECODE_WAIT_SECONDS"]):
+        model_input = preprocess(data, *limits)
     prediction = model.predict(model_input)
     latency_ms = (time.perf_counter() - started) * 1000.0
 

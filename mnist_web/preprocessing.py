@@ -7,12 +7,15 @@ size and position. This module brings the second to the first, in memory.
 
 import base64
 import binascii
+import math
 import re
 import struct
 
 import cv2
 import numpy as np
+import simplejpeg
 
+from . import png_integrity
 from .errors import ImageTooLarge, InvalidImage, NoDigitFound, UnsupportedImageType
 
 SIDE = 28
@@ -22,6 +25,12 @@ MNIST_CENTRE = (14.0, 14.0)
 # Stroke width (2 * ink mass / contour length) of a typical MNIST training digit, in 28x28 pixels.
 MNIST_STROKE_WIDTH = 2.3
 DEFAULT_MAX_PIXELS = 16_000_000
+# Most bytes one decoded (full-size) image may take; bigger ones are refused rather than decoded.
+DEFAULT_MAX_DECODED_BYTES = 48 * 1024 * 1024
+# Measured peak memory of a decode (codec buffers, the reduced copy) relative to the decoded size.
+DECODE_PEAK_FACTOR = 2
+# Larger images are reduced to this longest side before the float work: plenty for a 20-pixel box.
+WORK_SIDE = 1024
 # Ink below this (0..1) is paper texture, JPEG ringing or scanner dust, not a stroke.
 NOISE_FLOOR = 0.12
 STROKE_THRESHOLD = 0.3
@@ -66,11 +75,8 @@ def image_format(data):
 
 
 def _png_size(data):
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise InvalidImage("PNG header is damaged")
-    if data.rfind(b"IEND") < 0:
-        raise InvalidImage("PNG is truncated")
-    return struct.unpack(">II", data[16:24])
+    width, height, _, _, _ = png_integrity.header(data)
+    return width, height
 
 
 def _jpeg_size(data):
@@ -114,37 +120,97 @@ def _bmp_size(data):
 _SIZE_READERS = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size}
 
 
-def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
-    """Decode PNG/JPEG/BMP bytes (or a data URL) to a float32 grayscale array in 0..1, alpha over white."""
-    if isinstance(data, str) or data[:5].lower() == b"data:":
-        data = parse_data_url(data)
-    data = bytes(data)
+def decoded_bytes(data, kind, width, height):
+    """Bytes the full-size decode of this image takes (JPEG is reduced while decoding: its bound is lower)."""
+    if kind == "png":
+        _, _, depth, color, _ = png_integrity.header(data)
+        # OpenCV keeps plain gray (1) and RGB (3) as they are and widens the rest (alpha, palettes) to 4.
+        channels = 4 if color in (3, 4, 6) or b"tRNS" in data else 1 if color == 0 else 3
+        return width * height * channels * (2 if depth == 16 else 1)
+    if kind == "jpeg":
+        return _jpeg_work_size(width, height)
+    header_size = struct.unpack("<I", data[14:18])[0]
+    bits = struct.unpack("<H", data[24:26] if header_size == 12 else data[28:30])[0] if len(data) >= 30 else 32
+    return width * height * (4 if bits == 32 else 3)
+
+
+def _work_shape(width, height):
+    """The (width, height) images are reduced to before the float work: longest side WORK_SIDE at most."""
+    scale = min(1.0, WORK_SIDE / max(width, height))
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
+def _jpeg_work_size(width, height):
+    # libjpeg scales by 1/8..1 in the DCT domain; the result is at most twice the working side.
+    work_width, work_height = _work_shape(width, height)
+    return min(width * height, 4 * work_width * work_height)
+
+
+def check_image_size(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
+    """Return (kind, width, height, peak bytes of decoding) from the headers; raise before decoding if too large."""
     kind = image_format(data)
     width, height = _SIZE_READERS[kind](data)
     if width == 0 or height == 0:
         raise InvalidImage("the image has no pixels")
     if width * height > max_pixels:
         raise ImageTooLarge(f"the image is {width}x{height}; at most {max_pixels} pixels are accepted")
+    cost = decoded_bytes(data, kind, width, height)
+    if cost > max_decoded_bytes:
+        raise ImageTooLarge(
+            f"the image is {width}x{height} and would take {cost} bytes decoded; at most {max_decoded_bytes}"
+        )
+    return kind, width, height, DECODE_PEAK_FACTOR * cost
+
+
+def _decode_jpeg(data, width, height):
+    # strict: libjpeg's "corrupt data" warnings (premature end, bad Huffman code, extraneous bytes) are errors.
+    work_width, work_height = _work_shape(width, height)
+    try:
+        return simplejpeg.decode_jpeg(
+            data, colorspace="GRAY", min_width=work_width, min_height=work_height, strict=True
+        )[..., 0]
+    except ValueError as exc:
+        raise InvalidImage(f"the JPEG data is corrupt: {exc}") from None
+
+
+def _decode_other(data, kind, width, height):
+    if kind == "png":
+        png_integrity.check_png(data)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.shape[0] != height or image.shape[1] != width:
         raise InvalidImage(f"the {kind.upper()} data could not be decoded")
-    return _to_gray(image)
+    work_width, work_height = _work_shape(width, height)
+    if (work_width, work_height) != (width, height):
+        image = cv2.resize(image, (work_width, work_height), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
+    """Decode PNG/JPEG/BMP bytes (or a data URL) to a float32 grayscale array in 0..1, alpha over white.
+
+    Damaged files are refused, not guessed from; images larger than WORK_SIDE are reduced while (JPEG)
+    or right after (PNG, BMP) decoding, so the cost is bounded by max_decoded_bytes.
+    """
+    if isinstance(data, str) or data[:5].lower() == b"data:":
+        data = parse_data_url(data)
+    data = bytes(data)
+    kind, width, height, _ = check_image_size(data, max_pixels, max_decoded_bytes)
+    if kind == "jpeg":
+        return _to_gray(_decode_jpeg(data, width, height))
+    return _to_gray(_decode_other(data, kind, width, height))
 
 
 def _to_gray(image):
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    pixels = image.astype(np.float32) / scale
-    if pixels.ndim == 2:
-        return pixels
-    channels = pixels.shape[2]
-    if channels == 1:
-        return pixels[..., 0]
-    # OpenCV orders colour channels B, G, R; these are the ITU-R BT.601 luma weights.
-    gray = pixels[..., :3] @ np.array([0.114, 0.587, 0.299], np.float32)
-    if channels == 4:
-        alpha = pixels[..., 3]
-        gray = gray * alpha + (1.0 - alpha)
-    return gray
+    pixels = image.astype(np.float32)
+    if pixels.ndim == 2 or pixels.shape[2] == 1:
+        return pixels.reshape(pixels.shape[:2]) / scale
+    # OpenCV orders colour channels B, G, R; its gray conversion uses the ITU-R BT.601 luma weights.
+    if pixels.shape[2] == 3:
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY) / scale
+    gray = cv2.cvtColor(pixels, cv2.COLOR_BGRA2GRAY) / scale
+    alpha = pixels[..., 3] / scale
+    return gray * alpha + (1.0 - alpha)
 
 
 def extract_ink(gray):
@@ -233,6 +299,6 @@ def normalize_ink(ink):
     return field
 
 
-def preprocess(data, max_pixels=DEFAULT_MAX_PIXELS):
+def preprocess(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
     """Image bytes (PNG, JPEG, BMP) or a data URL -> the 28x28 float32 model input, white on black."""
-    return normalize_ink(extract_ink(decode_image(data, max_pixels)))
+    return normalize_ink(extract_ink(decode_image(data, max_pixels, max_decoded_bytes)))

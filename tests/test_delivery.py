@@ -315,7 +315,7 @@ def test_gunicorn_defaults():
     settings = gunicorn_config({})
     assert settings["bind"] == "['127.0.0.1:5000']"
     assert settings["workers"] == str(usable_cpus())  # one per CPU this process may use
-    assert settings["worker_class"] == "gthread"
+    assert settings["worker_class"] == "mnist_web.gunicorn_worker.JsonErrorThreadWorker"
     assert settings["threads"] == "2"
     assert settings["timeout"] == "30"
     assert settings["preload_app"] == "False"
@@ -444,7 +444,7 @@ def test_compose_web_service(compose):
     assert web["build"] in (".", {"context": "."}), web["build"]
     assert web["depends_on"]["cassandra"]["condition"] == "service_healthy"
     assert web["restart"] == "unless-stopped"
-    assert "${MNIST_PORT:-5000}:5000" in web["ports"]
+    assert not web.get("ports"), "only nginx is published; web sits behind it"
     assert web["healthcheck"]["test"], "web has no healthcheck"
     assert re.search(r"/(healthz|readyz)", " ".join(web["healthcheck"]["test"]))
 
@@ -454,6 +454,24 @@ def test_compose_web_service(compose):
     assert (url.scheme, url.hostname, url.port, url.path) == ("cassandra", "cassandra", 9042, "/mnist")
     query = parse_qs(url.query)
     assert query == {"consistency": ["ONE"], "replication_factor": ["1"]}
+
+
+def test_compose_nginx_service_fronts_web(compose):
+    nginx = compose["services"]["nginx"]
+    assert re.match(r"^nginx:\d+\.\d+", nginx["image"]), "the official nginx image, pinned to a version"
+    assert nginx["depends_on"]["web"]["condition"] == "service_healthy"
+    env = nginx["environment"]
+    published = [str(p) for p in nginx["ports"]]
+    assert published == [f"${{MNIST_PORT:-5000}}:{env['NGINX_LISTEN']}"]
+    assert env["NGINX_UPSTREAM"] == "web:5000"
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in nginx["volumes"]}
+    template = mounts["/etc/nginx/templates/mnist_web.conf.template"]
+    assert (REPO / template).is_file()
+    assert (REPO / mounts[env["NGINX_STATIC_ROOT"]]).is_dir()
+    # Every placeholder of the template has a value in the service's environment (envsubst leaves none).
+    placeholders = set(re.findall(r"\$\{(NGINX_\w+)\}", (REPO / template).read_text()))
+    assert placeholders and placeholders <= set(env), placeholders - set(env)
+    assert nginx["healthcheck"]["test"]
 
 
 def test_compose_optional_redis_profile(compose):

@@ -269,7 +269,9 @@ def logged_errors(log_path):
     found = collections.Counter()
     for n, line in enumerate(lines):
         if " ERROR " in line or "[ERROR]" in line:
-            exception = next((x for x in lines[n + 1 : n + 400] if re.match(r"^[\w.]+(Error|Exception)\b", x)), "")
+            exception = next(
+                (x for x in lines[n + 1 : n + 400] if re.match(r"^[\w.]+(Error|Exception|error)\b", x)), ""
+            )
             found[f"{line.split(':', 3)[-1].strip()[:100]} / {exception[:150]}"] += 1
     return found
 

@@ -1,6 +1,7 @@
 """Prometheus metrics: request counts and latency, predictions per digit, spool depth."""
 
 import os
+import struct
 import time
 
 from flask import Response, current_app, g, request
@@ -77,11 +78,12 @@ def _all_workers_exposition(attempts=3):
         multiprocess.MultiProcessCollector(registry)
         try:
             return generate_latest(registry)
-        except FileNotFoundError:
-            # A dead worker's files were removed (gunicorn.conf.py child_exit) between listing and reading
-            # them: list again.
+        except (FileNotFoundError, struct.error, RuntimeError):
+            # A worker's file changed under the scrape: a dead worker's removed (gunicorn.conf.py child_exit)
+            # or a new worker's still empty. List and read again.
             if attempt == attempts - 1:
                 raise
+            time.sleep(0.05)
     return b""
 
 

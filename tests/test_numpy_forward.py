@@ -130,11 +130,36 @@ def test_channels_first_is_refused(tmp_path, app_config_model_dir):
 def test_mnist_inference_picks_the_runtime(app_config_model_dir, monkeypatch):
     assert Recognizer(app_config_model_dir, "numpy").model is None
     assert Recognizer(app_config_model_dir, "tensorflow").model is not None
-    assert Recognizer(app_config_model_dir, "auto").runtime == "tensorflow"  # installed here
+    auto = Recognizer(app_config_model_dir, "auto")
+    # auto: NumPy for one image; TensorFlow (installed here) for batches, loaded only when a batch comes.
+    assert (auto.runtime, auto.batch_runtime, auto.model) == ("numpy", "tensorflow", None)
+    images = np.random.default_rng(1).random((16, 28, 28), dtype=np.float32)
+    batch = auto.predict_batch(images)
+    assert auto.model is not None
+    singles = np.array([auto.predict(image).probabilities for image in images])
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
     with pytest.raises(ValueError, match="MNIST_INFERENCE='onnx'"):
         Recognizer(app_config_model_dir, "onnx")
-    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if not installed: auto falls back to NumPy
-    assert Recognizer(app_config_model_dir, "auto").runtime == "numpy"
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if not installed: NumPy for batches too
+    assert Recognizer(app_config_model_dir, "auto").batch_runtime == "numpy"
+
+
+def test_requests_never_load_tensorflow_by_default(tmp_path, drawing, mnist_test):
+    """With the default setting a prediction runs without importing TensorFlow (a fresh interpreter)."""
+    (tmp_path / "digit.png").write_bytes(drawing(0))
+    code = (
+        "import sys, mnist_web\n"
+        f"app = mnist_web.create_app({{'TESTING': True, 'MNIST_DATABASE_URL': 'sqlite:///{tmp_path}/db'}})\n"
+        f"body = open('{tmp_path}/digit.png', 'rb').read()\n"
+        "answer = app.test_client().post('/api/v1/predictions', data=body, content_type='image/png')\n"
+        "print(answer.status_code, answer.json['digit'], 'tensorflow' in sys.modules)\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k != "MNIST_INFERENCE"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=clean, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-3:] == ["201", str(mnist_test[1][0]), "False"]
 
 
 def test_the_app_uses_the_configured_runtime(tmp_path):

@@ -14,11 +14,11 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 import uuid
 
 from ..errors import RecordNotFound, StoreUnavailable
 from .base import Record, RecordStore
+from .sqlite import retry_while_locked
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +73,16 @@ class SpooledStore(RecordStore):
         with self._lock:
             if self._file_ready == os.getpid():
                 return
-            # Switching a new file to WAL can answer "database is locked" at once, without waiting
-            # for the busy timeout, while another process does the same: retry, bounded.
-            for attempt in range(50):
+
+            def create():
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 try:
-                    conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                    try:
-                        conn.execute("PRAGMA journal_mode=WAL")  # persistent: later connections inherit it
-                        conn.executescript(SCHEMA)
-                    finally:
-                        conn.close()
-                    break
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or attempt == 49:
-                        raise StoreUnavailable(f"spool {self.path}: {exc}") from exc
-                    time.sleep(0.1)
-                except sqlite3.Error as exc:
-                    raise StoreUnavailable(f"spool {self.path}: {exc}") from exc
+                    conn.execute("PRAGMA journal_mode=WAL")  # persistent: later connections inherit it
+                    conn.executescript(SCHEMA)
+                finally:
+                    conn.close()
+
+            retry_while_locked(create, f"spool {self.path}")
             self._file_ready = os.getpid()
 
     def _sql(self, sql, params=()):

@@ -44,6 +44,8 @@ COLUMNS = (
 INSERT = f"INSERT OR IGNORE INTO record_data (sort_token, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 # Most records one group commit writes in a transaction (bounds how long one transaction holds the lock).
 MAX_BATCH = 64
+# Tries, 0.1 s apart, while another process makes a new file WAL.
+LOCKED_RETRIES = 50
 
 
 def connect(path, timeout):
@@ -51,6 +53,23 @@ def connect(path, timeout):
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA synchronous=FULL")
     return conn
+
+
+def retry_while_locked(action, label):
+    """Run action(), retrying (bounded) while SQLite answers "locked"; SQLite errors become StoreUnavailable.
+
+    Two processes switching a new file to WAL at once: one may get "database is locked" at once, without
+    waiting for the busy timeout. The callers' statements are idempotent, so running them again is safe.
+    """
+    for attempt in range(LOCKED_RETRIES):
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == LOCKED_RETRIES - 1:
+                raise StoreUnavailable(f"{label}: {exc}") from exc
+            time.sleep(0.1)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{label}: {exc}") from exc
 
 
 class _Pending:
@@ -176,19 +195,12 @@ class SqliteStore(RecordStore):
 
     def init_schema(self):
         """Create the record_data table and its index if missing, in WAL mode (which persists in the file)."""
-        # Two processes switching a new file to WAL at once: one may get "database is locked" at once,
-        # without the busy timeout. Retry, bounded; the schema statements themselves are idempotent.
-        for attempt in range(50):
-            try:
-                self._db().execute("PRAGMA journal_mode=WAL")
-                self._db().executescript(SCHEMA)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 49:
-                    raise StoreUnavailable(f"sqlite: {exc}") from exc
-                time.sleep(0.1)
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+        def create():
+            self._db().execute("PRAGMA journal_mode=WAL")
+            self._db().executescript(SCHEMA)
+
+        retry_while_locked(create, "sqlite")
 
     def add(self, record):
         """Insert the record (group-committed, fsynced); a second insert of the same id is ignored."""

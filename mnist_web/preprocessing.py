@@ -175,7 +175,7 @@ def _decode_jpeg(data, width, height):
 
 def _decode_other(data, kind, width, height):
     if kind == "png":
-        png_integrity.check_png(data)
+        data = png_integrity.checked_png(data)  # checked, and re-packed so libpng need not inflate again
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.shape[0] != height or image.shape[1] != width:
         raise InvalidImage(f"the {kind.upper()} data could not be decoded")

@@ -4,8 +4,9 @@
 
 For a canvas-sized drawing (as the page sends it) in PNG and JPEG, prints the median time of
 `decode_image` (PNG: chunk CRCs and zlib completeness checked while inflating once with ISA-L, then
-OpenCV on the re-packed, stored data; JPEG: strict libjpeg-turbo via simplejpeg; then gray in 0..1) and of the decode the service did before those checks
-(`cv2.imdecode`, then a float BT.601 luma with alpha over white), and their ratio.
+OpenCV on the re-packed, stored data; JPEG: strict libjpeg-turbo via simplejpeg; then gray in 0..1)
+and of the decode the service did before those checks (`cv2.imdecode`, then a float BT.601 luma with
+alpha over white), and their ratio.
 """
 
 import argparse

@@ -9,8 +9,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .db import get_store
 from .errors import InvalidImage, MnistWebError, RecordNotFound
-from .predictions import model_input_png, predict_and_record
-from .web import prediction_response
+from .predictions import model_input_png
+from .web import predict_request, prediction_response
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -52,8 +52,7 @@ def create_prediction():
         raise UnsupportedMediaType()
     if not data:
         raise InvalidImage("empty image")
-    record = predict_and_record(data, source=source, client_ip=request.remote_addr)
-    return prediction_response(record)
+    return prediction_response(predict_request(data, source=source))
 
 
 def _image_from_json():

@@ -22,8 +22,8 @@ def recognizer():
     return get_recognizer(current_app.config["MNIST_MODEL_DIR"], current_app.config["MNIST_INFERENCE"])
 
 
-def predict_and_record(data, source, client_ip):
-    """Classify image bytes or a data URL, store the record, and return it."""
+def predict_and_record(data, source, client_ip, record_id=None):
+    """Classify image bytes or a data URL, store the record (under record_id, or a fresh id), and return it."""
     model = recognizer()  # loaded once per process; not part of the request's latency
     started = time.perf_counter()
     if isinstance(data, str) or bytes(data[:5]).lower() == b"data:":
@@ -37,7 +37,7 @@ def predict_and_record(data, source, client_ip):
     prediction = model.predict(model_input)
     latency_ms = (time.perf_counter() - started) * 1000.0
 
-    record_id = new_record_id()
+    record_id = record_id or new_record_id()
     record = Record(
         id=record_id,
         created_at=record_time(record_id),

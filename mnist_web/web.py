@@ -1,9 +1,10 @@
 """The drawing page and the endpoint its jQuery posts the canvas to."""
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, render_template, request
 
 from .errors import InvalidImage
 from .predictions import model_input_data_url, predict_and_record
+from .request_ids import record_id_for
 
 bp = Blueprint("web", __name__)
 
@@ -20,8 +21,13 @@ def predict_canvas():
     body = request.get_data(cache=False)
     if not body.strip():
         raise InvalidImage("empty body: send the canvas as a data URL")
-    record = predict_and_record(body, source="canvas", client_ip=request.remote_addr)
-    return prediction_response(record)
+    return prediction_response(predict_request(body, source="canvas"))
+
+
+def predict_request(data, source):
+    """Predict and record the current request's image, under its client address and its retry-safe id."""
+    record_id = record_id_for(request.headers, trusted_proxy=current_app.config["MNIST_PROXY_COUNT"] > 0)
+    return predict_and_record(data, source=source, client_ip=request.remote_addr, record_id=record_id)
 
 
 def prediction_response(record):

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -319,6 +320,77 @@ def test_slowloris_does_not_starve_predictions(proxied):
     assert len(latencies) >= 30
     assert max(latencies) < 1.0, sorted(latencies)[-5:]
     assert counts["reconnects"] >= 200  # nginx timed the slow clients out, and they came back
+
+
+def _children(pid):
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def test_posts_held_by_a_killed_worker_are_retried_into_one_record(tmp_path, drawing):
+    """Workers SIGKILLed under load: nginx passes their requests on, every POST gets a 201, and the retried
+    ones are stored once (the record id comes from nginx's request id), so records == answers exactly."""
+    if not (os.environ.get("NGINX_BIN") or shutil.which("nginx") or os.access("/usr/sbin/nginx", os.X_OK)):
+        server_unavailable("nginx is not installed (scripts/install_system_deps.sh installs nginx-light)")
+    port = free_port()
+    env = _env(
+        tmp_path,
+        PORT=str(port),
+        NGINX_PREFIX=str(tmp_path / "nginx"),
+        NGINX_ACCESS_LOG="off",
+        WEB_CONCURRENCY="2",
+        NGINX_RATE_LIMIT="10000r/s",
+        NGINX_RATE_BURST="10000",
+    )
+    bodies = [drawing(i) for i in range(8)]
+    answers, failures, stop = [], [], threading.Event()
+
+    def post_until_stopped(worker):
+        for n in range(10_000):  # bounded; stopped long before
+            if stop.is_set():
+                return
+            try:
+                status, _, body = request(
+                    port, "POST", "/api/v1/predictions", bodies[(worker + n) % 8], {"Content-Type": "image/png"}
+                )
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+                continue
+            if status == 201:
+                answers.append(json.loads(body)["id"])
+            else:
+                failures.append((status, body[:200]))
+
+    with _serving([sys.executable, "scripts/run_proxy.py"], env, tmp_path / "proxy.log", port) as proxy:
+        (master,) = [pid for pid in _children(proxy.pid) if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        clients = [threading.Thread(target=post_until_stopped, args=(i,)) for i in range(6)]
+        for thread in clients:
+            thread.start()
+        cut_off = 0
+        try:
+            for kill in range(10):  # until some kill has cut POSTs off mid-request (nginx logs each)
+                time.sleep(1.5)
+                os.kill(max(_children(master)), signal.SIGKILL)
+                time.sleep(1.0)
+                cut_off = _log_tail(tmp_path / "proxy.log", 10**7).count("from upstream, client")
+                if cut_off and kill >= 1:
+                    break
+            time.sleep(2)
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(timeout=60)
+    assert cut_off, "no kill caught a request in flight"
+    assert not failures, failures[:5]
+    assert len(answers) > 50
+    rows = sqlite3.connect(tmp_path / "records.sqlite3").execute("SELECT id FROM record_data").fetchall()
+    assert len(set(answers)) == len(answers)
+    assert sorted(r[0] for r in rows) == sorted(answers)  # every answer stored once, nothing else
 
 
 # ---- gunicorn only ---------------------------------------------------------------------------------

@@ -56,6 +56,10 @@ class Stats:
         return self.correct / self.labelled if self.labelled else None
 
 
+# 100 ns intervals from the start of the Gregorian calendar (uuid1's epoch) to 1970-01-01.
+UUID_EPOCH_OFFSET = 0x01B21DD213814000
+
+
 def new_record_id():
     """A fresh time-based UUID (timeuuid), unique even for records made in the same millisecond."""
     return uuid.uuid1()
@@ -64,7 +68,7 @@ def new_record_id():
 def record_time(record_id):
     """The UTC time a timeuuid was made, at millisecond precision."""
     # uuid1 time counts 100 ns intervals since 1582-10-15.
-    micros = (record_id.time - 0x01B21DD213814000) // 10
+    micros = (record_id.time - UUID_EPOCH_OFFSET) // 10
     moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(microseconds=micros)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 

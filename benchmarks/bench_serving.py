@@ -15,7 +15,8 @@ from /readyz, and the RSS of each worker.
 `chaos` mode runs mnist_web on SQLite under the same load for 5 minutes; a third of the way in one
 worker is SIGKILLed, two thirds in another is recycled (SIGTERM: it finishes its requests and gunicorn
 starts a replacement). It prints the slowest request, the errors, and whether every answered
-prediction is in the store.
+prediction is in the store. `--via proxy` runs it through the deployed stack (`make run-proxy`: nginx,
+which passes the requests a killed worker held on to another worker) instead of gunicorn alone.
 
 Needs `wrk` (Debian package) and, for Cassandra, a JDK 17 and the jars `make cassandra-jars` fetches.
 """
@@ -159,6 +160,14 @@ class Gunicorn:
         }
         self.process = None
         self.ready_s = None
+        self.command = [
+            str(GUNICORN),
+            "-c",
+            str(REPO / "gunicorn.conf.py"),
+            "--pythonpath",
+            str(REPO / "benchmarks"),
+            app,
+        ]
 
     @property
     def base(self):
@@ -170,14 +179,7 @@ class Gunicorn:
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [
-                    str(GUNICORN),
-                    "-c",
-                    str(REPO / "gunicorn.conf.py"),
-                    "--pythonpath",
-                    str(REPO / "benchmarks"),
-                    self.app,
-                ],
+                self.command,
                 cwd=REPO,
                 env=self.env,
                 stdout=log,
@@ -208,6 +210,31 @@ class Gunicorn:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+
+class ProxiedStack(Gunicorn):
+    """`make run-proxy`'s stack (scripts/run_proxy.py: nginx -> gunicorn on a unix socket) on a free port."""
+
+    def __init__(self, folder, env=None):
+        super().__init__(MNIST_APP, folder, env)
+        self.log_path = self.folder / f"proxy-{self.port}.log"
+        self.env.update(
+            NGINX_PREFIX=str(self.folder / f"nginx-{self.port}"),
+            NGINX_ACCESS_LOG="off",
+            # One load generator on one address: the per-client limits would throttle the benchmark.
+            NGINX_RATE_LIMIT="1000000r/s",
+            NGINX_RATE_BURST="1000000",
+            NGINX_CONN_PER_CLIENT="10000",
+        )
+        self.command = [sys.executable, str(REPO / "scripts" / "run_proxy.py")]
+
+    def workers(self):
+        """The worker pids of the gunicorn behind nginx."""
+        for pid in children(self.process.pid):
+            with contextlib.suppress(OSError):
+                if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return children(pid)
+        return []
 
 
 def run_wrk(base, script, connections, seconds, threads=2):
@@ -319,8 +346,12 @@ def load_mode(args, folder, script):
 def chaos_mode(args, folder, script):
     env = dict(item.split("=", 1) for item in args.env)
     database = Path(folder) / "chaos.sqlite3"
-    server = Gunicorn(MNIST_APP, folder, {**env, "MNIST_DATABASE_URL": f"sqlite:///{database}"}).start()
-    print(f"load: {os.getloadavg()[0]:.2f} (1 min); ready after {server.ready_s:.1f} s; workers {server.workers()}")
+    env["MNIST_DATABASE_URL"] = f"sqlite:///{database}"
+    server = (ProxiedStack(folder, env) if args.via == "proxy" else Gunicorn(MNIST_APP, folder, env)).start()
+    print(
+        f"load: {os.getloadavg()[0]:.2f} (1 min); {'nginx -> gunicorn' if args.via == 'proxy' else 'gunicorn alone'}; "
+        f"ready after {server.ready_s:.1f} s; workers {server.workers()}"
+    )
     try:
         run_wrk(server.base, script, args.connections, args.warmup) if args.warmup else None
         before = sqlite3.connect(database).execute("SELECT COUNT(*) FROM record_data").fetchone()[0]
@@ -358,6 +389,12 @@ def main():
     parser.add_argument("--duration", type=int, default=30, help="seconds measured per run")
     parser.add_argument("--warmup", type=int, default=30, help="seconds of load before each measured run")
     parser.add_argument("--chaos-duration", type=int, default=300, help="chaos mode: seconds of load")
+    parser.add_argument(
+        "--via",
+        choices=["direct", "proxy"],
+        default="direct",
+        help="chaos mode: wrk -> gunicorn, or wrk -> nginx -> gunicorn (make run-proxy)",
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--low-connections", type=int, default=4, help="the second SQLite run (for p99)")
     parser.add_argument("--bodies", type=int, default=50, help="distinct canvas drawings posted")

@@ -228,23 +228,30 @@ def extract_ink(gray):
 
 def _digit_mask(ink):
     """Keep the strokes of the digit; drop specks that lie away from it."""
-    mask = (ink >= STROKE_THRESHOLD).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
+    strokes = ink >= STROKE_THRESHOLD
+    rows = np.flatnonzero(strokes.any(axis=1))
+    if rows.size == 0:
         return None
+    cols = np.flatnonzero(strokes.any(axis=0))
+    # Label only the box around the strokes: the same components, at a fraction of the canvas's cost.
+    top, left = rows[0], cols[0]
+    box = strokes[top : rows[-1] + 1, left : cols[-1] + 1].astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(box, connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     major = [i + 1 for i, area in enumerate(areas) if area >= 0.1 * areas.max()]
-    left = min(stats[i, cv2.CC_STAT_LEFT] for i in major)
-    top = min(stats[i, cv2.CC_STAT_TOP] for i in major)
+    left_edge = min(stats[i, cv2.CC_STAT_LEFT] for i in major)
+    top_edge = min(stats[i, cv2.CC_STAT_TOP] for i in major)
     right = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in major)
     bottom = max(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in major)
-    margin = 0.25 * max(right - left, bottom - top)
+    margin = 0.25 * max(right - left_edge, bottom - top_edge)
     keep = np.zeros(count, bool)
     for i in range(1, count):
         x, y, w, h = stats[i, :4]
-        near = x < right + margin and x + w > left - margin and y < bottom + margin and y + h > top - margin
+        near = x < right + margin and x + w > left_edge - margin and y < bottom + margin and y + h > top_edge - margin
         keep[i] = i in major or near
-    return keep[labels]
+    mask = np.zeros(ink.shape, bool)
+    mask[top : rows[-1] + 1, left : cols[-1] + 1] = box.astype(bool) if keep[1:].all() else keep[labels]
+    return mask
 
 
 def _stroke_width(ink):

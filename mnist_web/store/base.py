@@ -6,6 +6,7 @@ import datetime
 import uuid
 
 from ..errors import InvalidLabel
+from ..limits import DIGITS, is_digit
 
 
 @dataclasses.dataclass
@@ -20,7 +21,7 @@ class Record:
     source: str  # canvas / upload / api
     client_ip: str
     image: bytes
-    image_type: str  # image/png, image/jpeg or image/bmp
+    image_type: str  # one of limits.IMAGE_TYPES
     model_input: bytes  # the 28x28 uint8 image the model saw, row-major
     model_version: str
     latency_ms: float
@@ -75,10 +76,15 @@ def sort_token(record_id):
 
 
 def check_label(label):
-    """Return the label as an int 0..9 or raise InvalidLabel (bools and floats are refused)."""
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= 9:
+    """Return the label as a digit (an int) or raise InvalidLabel (bools and floats are refused)."""
+    if not is_digit(label):
         raise InvalidLabel()
     return label
+
+
+def zero_per_digit():
+    """{digit: 0} for every digit: the start of every backend's per-digit counts."""
+    return dict.fromkeys(DIGITS, 0)
 
 
 class RecordStore(abc.ABC):

@@ -1,0 +1,51 @@
+"""Retention: records are kept for MNIST_RETENTION_DAYS whole UTC days after the day they were made.
+
+A record made on day D expires at midnight UTC after D + days, so every record of one day expires at
+the same instant. That lets each backend expire a day's records and its stats together: Cassandra
+and Redis give the day's records and the day's counts the same expiry time, SQLite purges whole days
+and its triggers take the purged records out of the counts. Stats therefore always count the
+records the store still holds. None (the default) keeps records forever.
+"""
+
+import datetime
+import math
+
+from .base import record_time
+
+UUID_EPOCH_TICKS = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 (uuid1's epoch) to 1970-01-01
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _now(now):
+    return now or datetime.datetime.now(datetime.UTC)
+
+
+def expires_at(record_id, days):
+    """The instant a record stops being kept, or None when records are kept forever."""
+    if days is None:
+        return None
+    day = record_time(record_id).date() + datetime.timedelta(days=days + 1)
+    return datetime.datetime.combine(day, datetime.time(), datetime.UTC)
+
+
+def ttl_seconds(record_id, days, now=None):
+    """Whole seconds (rounded up) the record is still kept: None forever, 0 or less if already expired."""
+    end = expires_at(record_id, days)
+    return None if end is None else math.ceil((end - _now(now)).total_seconds())
+
+
+def cutoff(days, now=None):
+    """Records made before this instant have expired (None: nothing expires)."""
+    if days is None:
+        return None
+    today = _now(now).date()
+    return datetime.datetime.combine(today - datetime.timedelta(days=days), datetime.time(), datetime.UTC)
+
+
+def cutoff_token(days, now=None):
+    """A prefix that sorts after the sort_token of every expired record and before every kept one."""
+    moment = cutoff(days, now)
+    if moment is None:
+        return None
+    ticks = (moment - EPOCH) // datetime.timedelta(microseconds=1) * 10 + UUID_EPOCH_TICKS
+    return f"{ticks:016x}"

@@ -205,7 +205,7 @@ def test_cassandra_url_parameters_are_parsed_without_connecting():
 def test_redis_url_prefix_is_taken_out_of_the_url():
     store = RedisStore.from_url("redis://10.9.0.1:6380/2?prefix=app1:", timeout=3.0)
     assert (store.url, store.prefix, store.timeout) == ("redis://10.9.0.1:6380/2", "app1:", 3.0)
-    assert store._client is None
+    assert store._conn.peek() is None  # nothing connects before first use
 
 
 def test_cassandra_network_topology_keyspace(cassandra_server, tmp_path):

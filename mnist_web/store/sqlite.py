@@ -318,13 +318,18 @@ class SqliteStore(RecordStore):
             local.conn = None
 
 
+def add_missing_columns(conn, table, fields):
+    """ALTER TABLE ADD COLUMN for each field the table lacks (a field added since the file was made)."""
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for field in fields:
+        if field.name not in have:  # new fields are nullable, so no default is needed
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {field.name} {field.sql_type}")
+
+
 def _create_schema(conn):
     conn.execute(TABLE)
     conn.execute(INDEX)
-    have = {row[1] for row in conn.execute("PRAGMA table_info(record_data)")}
-    for field in FIELDS:
-        if field.name not in have:  # a field added since the file was made (nullable, so no default needed)
-            conn.execute(f"ALTER TABLE record_data ADD COLUMN {field.name} {field.sql_type}")
+    add_missing_columns(conn, "record_data", FIELDS)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_counts'").fetchone() is None:
         for statement in COUNTS:
             conn.execute(statement)

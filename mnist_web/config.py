@@ -12,6 +12,16 @@ def _int(name, default):
     return int(os.environ.get(name, default))
 
 
+def _days(name):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    days = int(value)
+    if days < 1:
+        raise ValueError(f"{name} must be a whole number of days, at least 1 (or empty: keep forever)")
+    return days
+
+
 class Config:
     """Every setting the service reads; each comes from the environment variable of the same name."""
 
@@ -34,6 +44,9 @@ class Config:
     MNIST_DECODE_WAIT_SECONDS = float(os.environ.get("MNIST_DECODE_WAIT_SECONDS", "10"))
     # Seconds a store operation may take before the record is spooled instead.
     MNIST_STORE_TIMEOUT = float(os.environ.get("MNIST_STORE_TIMEOUT", "2.0"))
+    # Whole UTC days records are kept after the day they were made (then deleted, and no longer counted in
+    # stats); empty: forever. Cassandra and Redis expire them (TTL), SQLite purges them in the background.
+    MNIST_RETENTION_DAYS = _days("MNIST_RETENTION_DAYS")
     MNIST_HISTORY_LIMIT = _int("MNIST_HISTORY_LIMIT", limits.HISTORY_LIMIT)
     # How many proxies in front set X-Forwarded-For (0: use the socket address as the client IP).
     MNIST_PROXY_COUNT = _int("MNIST_PROXY_COUNT", 0)

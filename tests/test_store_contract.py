@@ -193,7 +193,7 @@ def test_cassandra_url_parameters_are_parsed_without_connecting():
     assert (store.consistency, store.replication, store.replication_factor) == ("QUORUM", "NetworkTopologyStrategy", 3)
     assert (store.local_dc, store.shards, store.timeout) == ("dc1", 8, 3.0)
     assert (store.username, store.password, store.protocol_version) == ("app", "p@ss", 4)
-    assert store._session is None  # nothing connects before first use
+    assert store._conn.peek() is None  # nothing connects before first use
     with pytest.raises(ValueError):
         CassandraStore.from_url("cassandra://127.0.0.1/ks?consitency=ONE")
     with pytest.raises(ValueError):

@@ -74,8 +74,9 @@ KINDS = {
     "time": Kind("TEXT", "timestamp", _iso, _TIME, _same, _utc, _iso, _TIME, _iso, _TIME),
     "int": Kind("INTEGER", "int", int, int, int, int, str, int, int, int),
     "float": Kind("REAL", "double", float, float, float, float, _json_float, json.loads, float, float),
-    "floats": Kind("TEXT", "frozen<list<double>>", _json_floats, json.loads, _floats, list, _json_floats, json.loads,
-                   _floats, list),  # fmt: skip
+    "floats": Kind(
+        "TEXT", "frozen<list<double>>", _json_floats, json.loads, _floats, list, _json_floats, json.loads, _floats, list
+    ),  # fmt: skip
     "text": Kind("TEXT", "text", str, str, str, str, str, str, str, str),
     "bytes": Kind("BLOB", "blob", bytes, bytes, bytes, bytes, bytes, bytes),
 }

@@ -20,18 +20,27 @@ def _now(now):
     return now or datetime.datetime.now(datetime.UTC)
 
 
-def expires_at(record_id, days):
-    """The instant a record stops being kept, or None when records are kept forever."""
+def day_expires_at(day, days):
+    """The instant the records of a UTC day (a date) stop being kept, or None when kept forever."""
     if days is None:
         return None
-    day = record_time(record_id).date() + datetime.timedelta(days=days + 1)
-    return datetime.datetime.combine(day, datetime.time(), datetime.UTC)
+    return datetime.datetime.combine(day + datetime.timedelta(days=days + 1), datetime.time(), datetime.UTC)
+
+
+def expires_at(record_id, days):
+    """The instant a record stops being kept, or None when records are kept forever."""
+    return day_expires_at(record_time(record_id).date(), days)
+
+
+def day_ttl_seconds(day, days, now=None):
+    """Whole seconds (rounded up) a day's records are still kept: None forever, 0 or less if expired."""
+    end = day_expires_at(day, days)
+    return None if end is None else math.ceil((end - _now(now)).total_seconds())
 
 
 def ttl_seconds(record_id, days, now=None):
     """Whole seconds (rounded up) the record is still kept: None forever, 0 or less if already expired."""
-    end = expires_at(record_id, days)
-    return None if end is None else math.ceil((end - _now(now)).total_seconds())
+    return day_ttl_seconds(record_time(record_id).date(), days, now)
 
 
 def cutoff(days, now=None):

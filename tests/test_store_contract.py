@@ -21,6 +21,11 @@ UTC = datetime.UTC
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
     """A fresh, empty store of each backend (its own file, keyspace or key prefix)."""
+    yield from open_test_store(request, tmp_path)
+
+
+def open_test_store(request, tmp_path, retention_days=None):
+    """Yield a fresh store of the backend request.param names, then close it (and clean an external server)."""
     backend = request.param
     server = keyspace = prefix = None
     if backend == "sqlite":
@@ -33,7 +38,7 @@ def store(request, tmp_path):
         server = request.getfixturevalue("redis_server")
         prefix = f"t{uuid.uuid4().hex[:12]}:"
         url = redis_url(server, prefix)
-    store = open_store(url, str(tmp_path), timeout=10.0)
+    store = open_store(url, str(tmp_path), timeout=10.0, retention_days=retention_days)
     store.init_schema()
     yield store
     store.close()

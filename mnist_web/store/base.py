@@ -62,12 +62,28 @@ def new_record_id():
     return uuid.uuid1()
 
 
+UUID_EPOCH_TICKS = 0x01B21DD213814000  # uuid1 time counts 100 ns intervals since 1582-10-15; this is 1970
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
 def record_time(record_id):
     """The UTC time a timeuuid was made, at millisecond precision."""
-    # uuid1 time counts 100 ns intervals since 1582-10-15.
-    micros = (record_id.time - 0x01B21DD213814000) // 10
-    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(microseconds=micros)
+    micros = (record_id.time - UUID_EPOCH_TICKS) // 10
+    moment = EPOCH + datetime.timedelta(microseconds=micros)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def uuid_ticks(moment):
+    """A UTC datetime as uuid1 time: 100 ns ticks since 1582-10-15."""
+    return (moment - EPOCH) // datetime.timedelta(microseconds=1) * 10 + UUID_EPOCH_TICKS
+
+
+def timeuuid_at(moment, rng, tick=0):
+    """A version-1 UUID made at `moment` (+ tick x 100 ns) with random clock sequence and node (bulk loads)."""
+    ticks = uuid_ticks(moment) + tick
+    clock_seq = rng.getrandbits(14)
+    fields = (ticks & 0xFFFFFFFF, (ticks >> 32) & 0xFFFF, ((ticks >> 48) & 0x0FFF) | 0x1000)
+    return uuid.UUID(fields=(*fields, ((clock_seq >> 8) & 0x3F) | 0x80, clock_seq & 0xFF, rng.getrandbits(48)))
 
 
 def sort_token(record_id):

@@ -108,37 +108,45 @@ class Rollups:
         now = now or datetime.datetime.now(datetime.UTC)
         session, stmts = self.store._statements()
         stamp = int(time.time() * 1e6)  # before the marks are read: rollups written from them carry it
+        marks_future = session.execute_async(stmts["marks"], (BUCKET,))
+        days_future = session.execute_async(stmts["days_counts"], (BUCKET,))
         marked = {}
-        for row in self.store._run("marks", (BUCKET,)):
+        for row in self.store._wait(marks_future):
             marked.setdefault(row.day, {}).setdefault(row.hour, []).append(row.mark)
+        # Every marked day's sealed hours and recount go out at once: one more round trip in all.
+        pending = {day: self._start_day(session, stmts, day, hours) for day, hours in marked.items()}
         total = [0] * WIDTH
-        for row in self.store._run("days_counts", (BUCKET,)):
+        for row in self.store._wait(days_future):
             if row.day not in marked:
                 total = _add(total, row.counts)
         for day, hours in marked.items():
-            total = _add(total, self._day(session, stmts, day, hours, now, stamp))
+            total = _add(total, self._finish_day(session, stmts, day, hours, pending[day], now, stamp))
         per_digit = dict(zip(DIGITS, total[: len(DIGITS)], strict=True))
         return Stats(total=sum(per_digit.values()), per_digit=per_digit, labelled=total[-2], correct=total[-1])
 
-    def _day(self, session, stmts, day, marks, now, stamp):
-        """One marked day's counts: clean hours from stat_hours, marked hours recounted; seals what is closed."""
+    def _start_day(self, session, stmts, day, marks):
+        """Send a marked day's queries: its stat_hours rows and one recount range query per shard."""
         dirty = set(range(24)) if WHOLE_DAY in marks else set(marks)
-        sealed = {row.hour: row.counts for row in self.store._run("hours_counts", (day,))}
-        fresh = self._recount(session, stmts, day, dirty)
+        start, end = hour_start(day, min(dirty)), hour_start(day, max(dirty)) + HOUR
+        sealed = session.execute_async(stmts["hours_counts"], (day,))
+        shards = range(self.store.shards)
+        return dirty, sealed, [session.execute_async(stmts["recount"], (day, s, start, end)) for s in shards]
+
+    def _finish_day(self, session, stmts, day, marks, pending, now, stamp):
+        """One marked day's counts: clean hours from stat_hours, marked hours recounted; seals what is closed."""
+        dirty, sealed_future, recount_futures = pending
+        sealed = {row.hour: row.counts for row in self.store._wait(sealed_future)}
+        fresh = self._recount(recount_futures, dirty)
         day_total = [0] * WIDTH
         for hour in range(24):
             day_total = _add(day_total, fresh[hour] if hour in dirty else sealed.get(hour, [0] * WIDTH))
         closed = {h for h in dirty if hour_start(day, h) + HOUR + GRACE <= now}
         if closed:
-            self._seal(session, stmts, day, marks, closed, closed == dirty, fresh, day_total, stamp)
+            self._seal(session, stmts, day, marks, dirty, closed, fresh, day_total, stamp)
         return day_total
 
-    def _recount(self, session, stmts, day, hours):
-        """{hour: counts} of the given hours of a day, from the records: one range query per shard."""
-        start, end = hour_start(day, min(hours)), hour_start(day, max(hours)) + HOUR
-        futures = [
-            session.execute_async(stmts["recount"], (day, shard, start, end)) for shard in range(self.store.shards)
-        ]
+    def _recount(self, futures, hours):
+        """{hour: counts} of the given hours of a day, from the rows of the recount queries."""
         counts = {hour: [0] * WIDTH for hour in hours}
         for future in futures:
             for row in self.store._wait(future):
@@ -152,20 +160,20 @@ class Rollups:
                     found[-1] += label == digit
         return counts
 
-    def _seal(self, session, stmts, day, marks, closed, whole, fresh, day_total, stamp):
+    def _seal(self, session, stmts, day, marks, dirty, closed, fresh, day_total, stamp):
         """Write the closed hours' (and, if nothing else is marked, the day's) rollups, then drop their marks."""
         ttl = retention.day_ttl_seconds(datetime.date.fromisoformat(day), self.store.retention_days)
         if ttl is not None and ttl <= 0:
             return  # the day has expired; its marks expire too
-        writes = [
-            session.execute_async(stmts["seal_hour"], (day, hour, fresh[hour], ttl or 0, stamp)) for hour in closed
-        ]
+        whole = closed == dirty
+        writes = [session.execute_async(stmts["seal_hour"], (day, h, fresh[h], ttl or 0, stamp)) for h in closed]
         if whole:
             writes.append(session.execute_async(stmts["seal_day"], (BUCKET, day, day_total, ttl or 0, stamp)))
-        for future in writes:  # every rollup is written before any mark goes
+        if WHOLE_DAY in marks and not whole:
+            # Today, marked as a whole (a bulk load, an upgrade): its open hours keep marks of their own.
+            writes += [session.execute_async(stmts["mark"], mark_values(day, h, ttl)) for h in dirty - closed]
+        for future in writes:  # every rollup (and replacing mark) is written before any mark goes
             self.store._wait(future)
         done = [(hour, mark) for hour, ids in marks.items() if hour in closed or hour == WHOLE_DAY for mark in ids]
-        if WHOLE_DAY in marks and not whole:
-            done = [(hour, mark) for hour, mark in done if hour != WHOLE_DAY]
         for future in [session.execute_async(stmts["unmark"], (BUCKET, day, hour, mark)) for hour, mark in done]:
             self.store._wait(future)

@@ -10,10 +10,7 @@ records the store still holds. None (the default) keeps records forever.
 import datetime
 import math
 
-from .base import record_time
-
-UUID_EPOCH_TICKS = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 (uuid1's epoch) to 1970-01-01
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+from .base import record_time, uuid_ticks
 
 
 def _now(now):
@@ -56,5 +53,4 @@ def cutoff_token(days, now=None):
     moment = cutoff(days, now)
     if moment is None:
         return None
-    ticks = (moment - EPOCH) // datetime.timedelta(microseconds=1) * 10 + UUID_EPOCH_TICKS
-    return f"{ticks:016x}"
+    return f"{uuid_ticks(moment):016x}"

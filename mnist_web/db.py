@@ -112,8 +112,23 @@ def init_db_command():
     click.echo(f"schema ready in the {holder.backend} store")
 
 
+@click.command("purge")
+@with_appcontext
+def purge_command():
+    """Delete the records past MNIST_RETENTION_DAYS now (SQLite; Cassandra and Redis expire them themselves)."""
+    holder = current_app.extensions[EXTENSION]
+    store = holder.store()
+    if current_app.config["MNIST_RETENTION_DAYS"] is None:
+        click.echo("MNIST_RETENTION_DAYS is not set: records are kept forever")
+    elif hasattr(store, "purge"):
+        click.echo(f"purged {store.purge()} expired records")
+    else:
+        click.echo(f"the {holder.backend} store expires records itself (TTL): nothing to do")
+
+
 def init_app(app):
     """Attach the store holder and the init-db command to the app."""
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.extensions[EXTENSION] = StoreHolder(app.config, app.instance_path)
     app.cli.add_command(init_db_command)
+    app.cli.add_command(purge_command)

@@ -24,6 +24,8 @@ Exactness rests on: a mark is only deleted after a recount that started after th
 and every change is visible before its mark can be read (late writes and labels mark after the
 acknowledgement; live writes are acknowledged within the store timeout, long before their hour
 ends plus GRACE). Assumed: app clocks within GRACE minus the store timeout of each other (NTP).
+Deleted marks leave tombstones in the marks partition: its gc_grace_seconds is an hour, not ten days,
+so they do not pile up; a mark brought back by a replica that missed the delete only costs a recount.
 Retention: rollup rows expire with their day's records (retention.py), so stats count kept records.
 """
 
@@ -47,7 +49,8 @@ def ddl(ks):
     """The CREATE TABLE statements of the stats tables."""
     return [
         f"""CREATE TABLE IF NOT EXISTS {ks}.stat_marks (
-            bucket int, day text, hour int, mark timeuuid, PRIMARY KEY (bucket, day, hour, mark))""",
+            bucket int, day text, hour int, mark timeuuid, PRIMARY KEY (bucket, day, hour, mark)
+        ) WITH gc_grace_seconds = 3600""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.stat_hours (
             day text, hour int, counts frozen<list<bigint>>, PRIMARY KEY (day, hour))""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.stat_days (

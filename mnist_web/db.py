@@ -27,13 +27,11 @@ class StoreHolder:
     def __init__(self, config, instance_path):
         self.config = config
         self.instance_path = instance_path
-        self._process = ForkLocal(self._open)  # this process's store, schema_ready, schema_failed
+        self._process = ForkLocal(self._new_process)  # this process's store, schema_ready, schema_failed
 
-    def _open(self):
+    def _new_process(self):
         # schema_failed: when creating the schema last failed (monotonic s); < 0: never
-        return types.SimpleNamespace(
-            store=self._open_store(), lock=threading.Lock(), schema_ready=False, schema_failed=-1.0
-        )
+        return types.SimpleNamespace(store=self._open(), lock=threading.Lock(), schema_ready=False, schema_failed=-1.0)
 
     @property
     def backend(self):
@@ -52,7 +50,7 @@ class StoreHolder:
         process = self._process.peek()
         return None if process is None else process.store
 
-    def _open_store(self):
+    def _open(self):
         config = self.config
         inner = open_store(
             config["MNIST_DATABASE_URL"],

@@ -206,6 +206,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--url", help="a database URL to fill (default: a fresh SQLite file / Cassandra node)")
+    parser.add_argument("--no-fill", action="store_true", help="time a store filled before (with --url)")
     args = parser.parse_args(argv)
 
     workdir = tempfile.mkdtemp(prefix="bench_store_volume_")
@@ -223,16 +224,9 @@ def main(argv=None):
         store.init_schema()
         print(f"filling {url} with {args.records:,} records over {args.days} days ...", flush=True)
         started = time.perf_counter()
-        fill = {"sqlite": fill_sqlite, "cassandra": fill_cassandra, "redis": fill_redis}[args.backend]
-        middle = []  # the record half-way back in time: the deep page's cursor
-
-        def records():
-            for i, record in enumerate(make_records(args.records, args.days)):
-                if i == args.records // 2:
-                    middle.append(record.id)
-                yield record
-
-        fill(store, records(), args.records)
+        if not args.no_fill:
+            fill = {"sqlite": fill_sqlite, "cassandra": fill_cassandra, "redis": fill_redis}[args.backend]
+            fill(store, make_records(args.records, args.days), args.records)
         print(f"filled in {time.perf_counter() - started:.0f} s", flush=True)
         started = time.perf_counter()
         stats = store.stats()
@@ -244,7 +238,8 @@ def main(argv=None):
         client = app.test_client()
         body = client.get("/api/v1/stats").get_json()
         print(f"/api/v1/stats: total {body['total']:,}, accuracy {body['accuracy']}")
-        cursor = middle[0]
+        # A deep page: a cursor half-way back in time (any timeuuid works as a cursor).
+        cursor = timeuuid_at(datetime.datetime.now(UTC) - datetime.timedelta(days=args.days / 2), random.Random(2))
         print(f"{args.records:,} records, {args.backend}, Flask test client, {args.runs} requests each:")
         report("GET /api/v1/stats", timed(client, "/api/v1/stats", args.runs))
         report(
@@ -252,6 +247,8 @@ def main(argv=None):
         )
         deep = f"/api/v1/predictions?limit={args.limit}&cursor={cursor}"
         report("GET predictions (deep cursor)", timed(client, deep, args.runs))
+        one = client.get("/api/v1/predictions?limit=1").get_json()["items"][0]["id"]
+        report("GET predictions/<id> (for scale)", timed(client, f"/api/v1/predictions/{one}", args.runs))
         app.extensions["mnist_web.store"].close()
     finally:
         if server is not None:

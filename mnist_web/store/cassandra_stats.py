@@ -42,6 +42,7 @@ BUCKET = 0  # stat_marks and stat_days are single partitions: a few rows per rec
 WHOLE_DAY = -1  # a mark for every hour of a day (a database made before the rollups existed)
 GRACE = datetime.timedelta(minutes=5)  # an hour is sealed this long after it ended
 HOUR = datetime.timedelta(hours=1)
+DAYS_AT_ONCE = 8  # marked days whose queries are in flight together
 WIDTH = len(DIGITS) + 2  # counts: one per digit, then labelled, then correct
 
 
@@ -116,14 +117,18 @@ class Rollups:
         marked = {}
         for row in self.store._wait(marks_future):
             marked.setdefault(row.day, {}).setdefault(row.hour, []).append(row.mark)
-        # Every marked day's sealed hours and recount go out at once: one more round trip in all.
-        pending = {day: self._start_day(session, stmts, day, hours) for day, hours in marked.items()}
         total = [0] * WIDTH
         for row in self.store._wait(days_future):
             if row.day not in marked:
                 total = _add(total, row.counts)
-        for day, hours in marked.items():
-            total = _add(total, self._finish_day(session, stmts, day, hours, pending[day], now, stamp))
+        # The marked days' sealed hours and recounts go out together (usually one or two days: one more
+        # round trip), DAYS_AT_ONCE days at a time (a bulk load or an upgrade marks every day).
+        days = sorted(marked)
+        for first in range(0, len(days), DAYS_AT_ONCE):
+            chunk = days[first : first + DAYS_AT_ONCE]
+            pending = {day: self._start_day(session, stmts, day, marked[day]) for day in chunk}
+            for day in chunk:
+                total = _add(total, self._finish_day(session, stmts, day, marked[day], pending[day], now, stamp))
         per_digit = dict(zip(DIGITS, total[: len(DIGITS)], strict=True))
         return Stats(total=sum(per_digit.values()), per_digit=per_digit, labelled=total[-2], correct=total[-1])
 

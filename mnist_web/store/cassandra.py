@@ -396,11 +396,19 @@ class CassandraStore(RecordStore):
         """Newest first, `limit` at a time, after the cursor's record; walks back through existing days."""
         want = limit + 1  # one more than asked tells whether there is a next page
         top_day = day_of(cursor) if cursor else "9999-12-31"
+        # The first day to read is almost always the cursor's, or today: ask for its page together with
+        # the list of days, so that a page usually takes one round trip.
+        first = day_of(cursor) if cursor else cassandra_stats.current_hour()[0]
+        ahead = self._day_page_start(first, want, cursor)
         records = []
         for day in self._days_back_from(top_day):
             need = want - len(records)
             before = cursor if cursor and day == top_day else None
-            records.extend(self._day_page(day, need, before))
+            if day == first and ahead is not None:
+                records.extend(self._day_page_finish(ahead, need))
+            else:
+                records.extend(self._day_page_finish(self._day_page_start(day, need, before), need))
+            ahead = None
             if len(records) >= want:
                 break
         page = records[:limit]
@@ -411,15 +419,15 @@ class CassandraStore(RecordStore):
         for row in self._run("days", (DAYS_BUCKET, top_day)):
             yield row.day
 
-    def _day_page(self, day, need, before):
-        """Up to `need` newest records of one day (older than `before`), merged across shards."""
+    def _day_page_start(self, day, need, before):
+        """Send the queries for up to `need` newest records of one day (older than `before`), one per shard."""
         session, stmts = self._statements()
         if before is None:
-            futures = [session.execute_async(stmts["page"], (day, shard, need)) for shard in range(self.shards)]
-        else:
-            futures = [
-                session.execute_async(stmts["page_before"], (day, shard, before, need)) for shard in range(self.shards)
-            ]
+            return [session.execute_async(stmts["page"], (day, shard, need)) for shard in range(self.shards)]
+        return [session.execute_async(stmts["page_before"], (day, shard, before, need)) for shard in range(self.shards)]
+
+    def _day_page_finish(self, futures, need):
+        """The `need` newest records of a day's page queries, merged across shards."""
         rows = [row for future in futures for row in self._wait(future)]
         rows.sort(key=lambda row: cassandra_order(row.id), reverse=True)
         return [from_cql_row(row) for row in rows[:need]]

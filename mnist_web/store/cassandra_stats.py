@@ -114,6 +114,10 @@ class Rollups:
         stamp = int(time.time() * 1e6)  # before the marks are read: rollups written from them carry it
         marks_future = session.execute_async(stmts["marks"], (BUCKET,))
         days_future = session.execute_async(stmts["days_counts"], (BUCKET,))
+        # Usually only the current hour (and the last one, within GRACE) is marked: ask for them with the
+        # marks, so that stats take one round trip; used only if the marks say that was enough.
+        today, hour = current_hour(now)
+        guess = (today, {max(hour - 1, 0), hour}, self._start_day(session, stmts, today, {max(hour - 1, 0), hour}))
         marked = {}
         for row in self.store._wait(marks_future):
             marked.setdefault(row.day, {}).setdefault(row.hour, []).append(row.mark)
@@ -121,20 +125,27 @@ class Rollups:
         for row in self.store._wait(days_future):
             if row.day not in marked:
                 total = _add(total, row.counts)
-        # The marked days' sealed hours and recounts go out together (usually one or two days: one more
-        # round trip), DAYS_AT_ONCE days at a time (a bulk load or an upgrade marks every day).
+        # The other marked days' sealed hours and recounts go out together, DAYS_AT_ONCE days at a time
+        # (a bulk load or an upgrade marks every day).
         days = sorted(marked)
         for first in range(0, len(days), DAYS_AT_ONCE):
             chunk = days[first : first + DAYS_AT_ONCE]
-            pending = {day: self._start_day(session, stmts, day, marked[day]) for day in chunk}
+            pending = {day: self._pending(session, stmts, day, marked[day], guess) for day in chunk}
             for day in chunk:
                 total = _add(total, self._finish_day(session, stmts, day, marked[day], pending[day], now, stamp))
         per_digit = dict(zip(DIGITS, total[: len(DIGITS)], strict=True))
         return Stats(total=sum(per_digit.values()), per_digit=per_digit, labelled=total[-2], correct=total[-1])
 
-    def _start_day(self, session, stmts, day, marks):
-        """Send a marked day's queries: its stat_hours rows and one recount range query per shard."""
+    def _pending(self, session, stmts, day, marks, guess):
+        """The queries of a marked day: those sent ahead if they cover its marked hours, else new ones."""
         dirty = set(range(24)) if WHOLE_DAY in marks else set(marks)
+        guess_day, guess_hours, (_, sealed, recounts) = guess
+        if day == guess_day and dirty <= guess_hours:
+            return dirty, sealed, recounts  # a recount of more hours than marked counts the marked ones only
+        return self._start_day(session, stmts, day, dirty)
+
+    def _start_day(self, session, stmts, day, dirty):
+        """Send a day's queries: its stat_hours rows and one recount range query per shard over `dirty` hours."""
         start, end = hour_start(day, min(dirty)), hour_start(day, max(dirty)) + HOUR
         sealed = session.execute_async(stmts["hours_counts"], (day,))
         shards = range(self.store.shards)
@@ -178,8 +189,11 @@ class Rollups:
         if whole:
             writes.append(session.execute_async(stmts["seal_day"], (BUCKET, day, day_total, ttl or 0, stamp)))
         if WHOLE_DAY in marks and not whole:
-            # Today, marked as a whole (a bulk load, an upgrade): its open hours keep marks of their own.
-            writes += [session.execute_async(stmts["mark"], mark_values(day, h, ttl)) for h in dirty - closed]
+            # Today, marked as a whole (a bulk load, an upgrade): its open hours keep marks of their own
+            # (later hours get theirs from their own writes).
+            now_hour = datetime.datetime.fromtimestamp(stamp / 1e6, datetime.UTC)
+            open_hours = [h for h in dirty - closed if hour_start(day, h) <= now_hour]
+            writes += [session.execute_async(stmts["mark"], mark_values(day, h, ttl)) for h in open_hours]
         for future in writes:  # every rollup (and replacing mark) is written before any mark goes
             self.store._wait(future)
         done = [(hour, mark) for hour, ids in marks.items() if hour in closed or hour == WHOLE_DAY for mark in ids]

@@ -43,6 +43,7 @@ from .fields import FIELDS, ID, LABEL, column_list, encode, from_cql_row, placeh
 log = logging.getLogger(__name__)
 
 DAYS_BUCKET = 0  # record_days has a single partition: a few hundred rows per year
+DAYS_AT_ONCE = 8  # record_days rows read per query while walking back through the days
 PARAMS = {
     "consistency",
     "replication",
@@ -253,7 +254,8 @@ class CassandraStore(RecordStore):
             "label": f"UPDATE {ks}.record_data USING TTL ? SET {LABEL.name} = ? WHERE day = ? AND shard = ? AND id = ?",
             "page": f"SELECT {COLUMNS} FROM {ks}.record_data WHERE day = ? AND shard = ? LIMIT ?",
             "page_before": f"SELECT {COLUMNS} FROM {ks}.record_data WHERE day = ? AND shard = ? AND id < ? LIMIT ?",
-            "days": f"SELECT day FROM {ks}.record_days WHERE bucket = ? AND day <= ?",
+            "days": f"SELECT day FROM {ks}.record_days WHERE bucket = ? AND day <= ? LIMIT ?",
+            "days_before": f"SELECT day FROM {ks}.record_days WHERE bucket = ? AND day < ? LIMIT ?",
             **cassandra_stats.statements(ks),
         }
         stmts = {}
@@ -338,7 +340,7 @@ class CassandraStore(RecordStore):
 
     def _count_existing_days(self):
         """A keyspace made before the stats tables: mark every day it has, and count them once now."""
-        days = [row.day for row in self._run("days", (DAYS_BUCKET, "9999-12-31"))]
+        days = list(self._days_back_from("9999-12-31"))
         session, stmts = self._statements()
         for day in days:
             self._wait(
@@ -415,9 +417,15 @@ class CassandraStore(RecordStore):
         return page, (page[-1].id if len(records) > limit else None)
 
     def _days_back_from(self, top_day):
-        # The loop ends at the oldest day that has records.
-        for row in self._run("days", (DAYS_BUCKET, top_day)):
-            yield row.day
+        """The days that have records, newest first from top_day, DAYS_AT_ONCE per query (a page needs one or two)."""
+        statement = "days"
+        while True:
+            rows = self._run(statement, (DAYS_BUCKET, top_day, DAYS_AT_ONCE))
+            for row in rows:
+                yield row.day
+            if len(rows) < DAYS_AT_ONCE:
+                return  # the oldest day that has records
+            statement, top_day = "days_before", rows[-1].day
 
     def _day_page_start(self, day, need, before):
         """Send the queries for up to `need` newest records of one day (older than `before`), one per shard."""

@@ -30,6 +30,7 @@ Retention: rollup rows expire with their day's records (retention.py), so stats 
 """
 
 import datetime
+import struct
 import time
 import uuid
 
@@ -44,6 +45,8 @@ GRACE = datetime.timedelta(minutes=5)  # an hour is sealed this long after it en
 HOUR = datetime.timedelta(hours=1)
 DAYS_AT_ONCE = 8  # marked days whose queries are in flight together
 WIDTH = len(DIGITS) + 2  # counts: one per digit, then labelled, then correct
+# Stored packed in a blob: the driver decodes a blob in one step, a list<bigint> element by element.
+PACKED = struct.Struct(f">{WIDTH}q")
 
 
 def ddl(ks):
@@ -53,9 +56,9 @@ def ddl(ks):
             bucket int, day text, hour int, mark timeuuid, PRIMARY KEY (bucket, day, hour, mark)
         ) WITH gc_grace_seconds = 3600""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.stat_hours (
-            day text, hour int, counts frozen<list<bigint>>, PRIMARY KEY (day, hour))""",
+            day text, hour int, counts blob, PRIMARY KEY (day, hour))""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.stat_days (
-            bucket int, day text, counts frozen<list<bigint>>, PRIMARY KEY (bucket, day))""",
+            bucket int, day text, counts blob, PRIMARY KEY (bucket, day))""",
     ]
 
 
@@ -124,7 +127,7 @@ class Rollups:
         total = [0] * WIDTH
         for row in self.store._wait(days_future):
             if row.day not in marked:
-                total = _add(total, row.counts)
+                total = _add(total, PACKED.unpack(row.counts))
         # The other marked days' sealed hours and recounts go out together, DAYS_AT_ONCE days at a time
         # (a bulk load or an upgrade marks every day).
         days = sorted(marked)
@@ -154,7 +157,7 @@ class Rollups:
     def _finish_day(self, session, stmts, day, marks, pending, now, stamp):
         """One marked day's counts: clean hours from stat_hours, marked hours recounted; seals what is closed."""
         dirty, sealed_future, recount_futures = pending
-        sealed = {row.hour: row.counts for row in self.store._wait(sealed_future)}
+        sealed = {row.hour: PACKED.unpack(row.counts) for row in self.store._wait(sealed_future)}
         fresh = self._recount(recount_futures, dirty)
         day_total = [0] * WIDTH
         for hour in range(24):
@@ -185,9 +188,13 @@ class Rollups:
         if ttl is not None and ttl <= 0:
             return  # the day has expired; its marks expire too
         whole = closed == dirty
-        writes = [session.execute_async(stmts["seal_hour"], (day, h, fresh[h], ttl or 0, stamp)) for h in closed]
+        writes = [
+            session.execute_async(stmts["seal_hour"], (day, h, PACKED.pack(*fresh[h]), ttl or 0, stamp)) for h in closed
+        ]
         if whole:
-            writes.append(session.execute_async(stmts["seal_day"], (BUCKET, day, day_total, ttl or 0, stamp)))
+            writes.append(
+                session.execute_async(stmts["seal_day"], (BUCKET, day, PACKED.pack(*day_total), ttl or 0, stamp))
+            )
         if WHOLE_DAY in marks and not whole:
             # Today, marked as a whole (a bulk load, an upgrade): its open hours keep marks of their own
             # (later hours get theirs from their own writes).

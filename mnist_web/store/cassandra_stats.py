@@ -124,10 +124,9 @@ class Rollups:
         marked = {}
         for row in self.store._wait(marks_future):
             marked.setdefault(row.day, {}).setdefault(row.hour, []).append(row.mark)
-        total = [0] * WIDTH
-        for row in self.store._wait(days_future):
-            if row.day not in marked:
-                total = _add(total, PACKED.unpack(row.counts))
+        # Column sums over the unmarked days (hundreds of rows a year: one zip, not a loop of adds).
+        clean = [PACKED.unpack(row.counts) for row in self.store._wait(days_future) if row.day not in marked]
+        total = [sum(column) for column in zip(*clean, strict=True)] if clean else [0] * WIDTH
         # The other marked days' sealed hours and recounts go out together, DAYS_AT_ONCE days at a time
         # (a bulk load or an upgrade marks every day).
         days = sorted(marked)

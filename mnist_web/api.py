@@ -9,12 +9,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .db import get_store
 from .errors import InvalidImage, MnistWebError, RecordNotFound
+from .limits import ACCEPTED_IMAGE_TYPES, IMAGE_TYPES
 from .predictions import model_input_png
 from .web import predict_request, prediction_response
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-RAW_IMAGE_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/bmp", "image/x-ms-bmp"}
 # The one spelling of a record id this API accepts: lower-case, hyphenated, 36 characters.
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # ASCII digits only (str.isdigit also takes superscripts and other scripts' digits), and short.
@@ -44,7 +44,7 @@ def create_prediction():
         if upload is None:
             raise BadRequestBody("no `file` field in the form")
         data, source = upload.read(), "upload"
-    elif mimetype in RAW_IMAGE_TYPES:
+    elif mimetype in ACCEPTED_IMAGE_TYPES:
         data, source = request.get_data(cache=False), "api"
     elif mimetype == "application/json":
         data, source = _image_from_json(), "api"
@@ -113,7 +113,7 @@ def get_image(record_id):
 @bp.get("/predictions/<record_id>/input")
 def get_model_input(record_id):
     """The 28x28 image the model saw, as PNG."""
-    return Response(model_input_png(get_store().get(_record_id(record_id))), mimetype="image/png")
+    return Response(model_input_png(get_store().get(_record_id(record_id))), mimetype=IMAGE_TYPES["png"])
 
 
 @bp.put("/predictions/<record_id>/label")

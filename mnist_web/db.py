@@ -4,6 +4,7 @@ import logging
 import os
 import threading
 import time
+import types
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .errors import StoreUnavailable
+from .forklocal import ForkLocal
 from .store import open_store
 
 log = logging.getLogger(__name__)
@@ -25,11 +27,11 @@ class StoreHolder:
     def __init__(self, config, instance_path):
         self.config = config
         self.instance_path = instance_path
-        self._lock = threading.Lock()
-        self._pid = None
-        self._store = None
-        self._schema_ready = False
-        self._schema_failed = -1.0  # when creating the schema last failed (monotonic s); < 0: never
+        self._process = ForkLocal(self._new_process)  # this process's store, schema_ready, schema_failed
+
+    def _new_process(self):
+        # schema_failed: when creating the schema last failed (monotonic s); < 0: never
+        return types.SimpleNamespace(store=self._open(), lock=threading.Lock(), schema_ready=False, schema_failed=-1.0)
 
     @property
     def backend(self):
@@ -39,22 +41,23 @@ class StoreHolder:
 
     def store(self):
         """The store for this process, created on first use."""
-        if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._schema_ready = False
-                    self._schema_failed = -1.0
-                    self._store = self._open()
-                    self._pid = os.getpid()  # last: other threads pass the check above only now
-        self._ensure_schema()
-        return self._store
+        process = self._process.get()
+        self._ensure_schema(process)
+        return process.store
 
     def peek(self):
         """The store if already opened in this process, else None."""
-        return self._store if self._pid == os.getpid() else None
+        process = self._process.peek()
+        return None if process is None else process.store
 
     def _open(self):
-        inner = open_store(self.config["MNIST_DATABASE_URL"], self.instance_path, self.config["MNIST_STORE_TIMEOUT"])
+        config = self.config
+        inner = open_store(
+            config["MNIST_DATABASE_URL"],
+            self.instance_path,
+            config["MNIST_STORE_TIMEOUT"],
+            config["MNIST_RETENTION_DAYS"],
+        )
         if self.backend == "sqlite":
             return inner
         from .store.spool import SpooledStore
@@ -62,35 +65,34 @@ class StoreHolder:
         spool = self.config["MNIST_SPOOL_PATH"] or os.path.join(self.instance_path, "spool.sqlite3")
         return SpooledStore(inner, spool, max_records=self.config["MNIST_SPOOL_MAX_RECORDS"])
 
-    def _ensure_schema(self):
-        if self._schema_ready:
+    def _ensure_schema(self, process):
+        if process.schema_ready:
             return
-        if self._schema_failed < 0:
+        if process.schema_failed < 0:
             # The first attempt: every thread waits while one creates the schema, so none writes
             # before the tables exist.
-            self._lock.acquire()
-        elif not self._lock.acquire(blocking=False):
+            process.lock.acquire()
+        elif not process.lock.acquire(blocking=False):
             # The database was down and one thread is retrying: the others do not queue behind it;
             # their writes fail or are spooled as they would anyway.
             return
         try:
-            failed_lately = self._schema_failed >= 0 and time.monotonic() - self._schema_failed < SCHEMA_RETRY_SECONDS
-            if self._schema_ready or failed_lately:
+            failed = process.schema_failed
+            if process.schema_ready or (failed >= 0 and time.monotonic() - failed < SCHEMA_RETRY_SECONDS):
                 return
-            self._store.init_schema()
-            self._schema_ready = True
+            process.store.init_schema()
+            process.schema_ready = True
         except StoreUnavailable as exc:
-            self._schema_failed = time.monotonic()
+            process.schema_failed = time.monotonic()
             log.warning("could not create the schema yet: %s", exc)
         finally:
-            self._lock.release()
+            process.lock.release()
 
     def close(self):
         """Close the store (at exit or in tests)."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-            self._pid = None
+        process = self._process.pop()
+        if process is not None:
+            process.store.close()
 
 
 def get_store():
@@ -108,8 +110,23 @@ def init_db_command():
     click.echo(f"schema ready in the {holder.backend} store")
 
 
+@click.command("purge")
+@with_appcontext
+def purge_command():
+    """Delete the records past MNIST_RETENTION_DAYS now (SQLite; Cassandra and Redis expire them themselves)."""
+    holder = current_app.extensions[EXTENSION]
+    store = holder.store()
+    if current_app.config["MNIST_RETENTION_DAYS"] is None:
+        click.echo("MNIST_RETENTION_DAYS is not set: records are kept forever")
+    elif hasattr(store, "purge"):
+        click.echo(f"purged {store.purge()} expired records")
+    else:
+        click.echo(f"the {holder.backend} store expires records itself (TTL): nothing to do")
+
+
 def init_app(app):
     """Attach the store holder and the init-db command to the app."""
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.extensions[EXTENSION] = StoreHolder(app.config, app.instance_path)
     app.cli.add_command(init_db_command)
+    app.cli.add_command(purge_command)

@@ -1,7 +1,12 @@
 """The OpenAPI 3.1 description of the service, built from a few shared pieces."""
 
+from .limits import DIGITS, HISTORY_LIMIT, IMAGE_TYPES
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 PREDICTION = {"$ref": "#/components/schemas/Prediction"}
+PNG = IMAGE_TYPES["png"]
+LIMIT = {"type": "integer", "minimum": 1, "maximum": HISTORY_LIMIT}
+DIGIT = {"type": "integer", "minimum": DIGITS[0], "maximum": DIGITS[-1]}
 ID_PARAM = {"name": "record_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
 
@@ -41,9 +46,7 @@ def openapi_document():
                                     "required": ["file"],
                                 }
                             },
-                            "image/png": image_bytes,
-                            "image/jpeg": image_bytes,
-                            "image/bmp": image_bytes,
+                            **dict.fromkeys(IMAGE_TYPES.values(), image_bytes),
                             "application/json": {
                                 "schema": {
                                     "type": "object",
@@ -58,7 +61,7 @@ def openapi_document():
                 "get": {
                     "summary": "Recent predictions, newest first",
                     "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                        {"name": "limit", "in": "query", "schema": LIMIT},
                         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                     ],
                     "responses": {
@@ -97,7 +100,7 @@ def openapi_document():
                 "get": {
                     "summary": "The 28x28 image the model saw (PNG)",
                     "parameters": [ID_PARAM],
-                    "responses": {"200": {"description": "PNG", "content": {"image/png": image_bytes}}, **_errors(404)},
+                    "responses": {"200": {"description": "PNG", "content": {PNG: image_bytes}}, **_errors(404)},
                 }
             },
             "/api/v1/predictions/{record_id}/label": {
@@ -110,7 +113,7 @@ def openapi_document():
                             "application/json": {
                                 "schema": {
                                     "type": "object",
-                                    "properties": {"label": {"type": "integer", "minimum": 0, "maximum": 9}},
+                                    "properties": {"label": DIGIT},
                                     "required": ["label"],
                                 }
                             }
@@ -156,7 +159,7 @@ def openapi_document():
                     "type": "object",
                     "properties": {
                         "id": {"type": "string", "format": "uuid"},
-                        "digit": {"type": "integer", "minimum": 0, "maximum": 9},
+                        "digit": DIGIT,
                         "confidence": {"type": "number"},
                         "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
                         "created_at": {"type": "string", "format": "date-time"},

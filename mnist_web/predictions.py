@@ -9,12 +9,11 @@ from flask import current_app
 
 from .db import get_store
 from .decode_budget import get_budget
+from .limits import IMAGE_TYPES
 from .metrics import metrics
 from .preprocessing import check_image_size, parse_data_url, preprocess
 from .recognizer import get_recognizer
 from .store.base import Record, new_record_id, record_time
-
-MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "bmp": "image/bmp"}
 
 
 def recognizer():
@@ -47,7 +46,7 @@ def predict_and_record(data, source, client_ip, record_id=None):
         source=source,
         client_ip=client_ip or "",
         image=data,
-        image_type=MIME_TYPES[kind],
+        image_type=IMAGE_TYPES[kind],
         model_input=np.round(model_input * 255).astype(np.uint8).tobytes(),
         model_version=model.version,
         latency_ms=round(latency_ms, 3),
@@ -68,4 +67,4 @@ def model_input_png(record):
 
 def model_input_data_url(record):
     """The 28x28 image the model saw, as a data URL the page can show at once."""
-    return "data:image/png;base64," + base64.b64encode(model_input_png(record)).decode("ascii")
+    return f"data:{IMAGE_TYPES['png']};base64," + base64.b64encode(model_input_png(record)).decode("ascii")

@@ -17,6 +17,7 @@ import simplejpeg
 
 from . import png_integrity
 from .errors import ImageTooLarge, InvalidImage, NoDigitFound, UnsupportedImageType
+from .limits import ACCEPTED_IMAGE_TYPES, MAX_DECODED_BYTES, MAX_IMAGE_PIXELS
 
 SIDE = 28
 BOX = 20
@@ -24,9 +25,9 @@ BOX = 20
 MNIST_CENTRE = (14.0, 14.0)
 # Stroke width (2 * ink mass / contour length) of a typical MNIST training digit, in 28x28 pixels.
 MNIST_STROKE_WIDTH = 2.3
-DEFAULT_MAX_PIXELS = 16_000_000
+DEFAULT_MAX_PIXELS = MAX_IMAGE_PIXELS
 # Most bytes one decoded (full-size) image may take; bigger ones are refused rather than decoded.
-DEFAULT_MAX_DECODED_BYTES = 48 * 1024 * 1024
+DEFAULT_MAX_DECODED_BYTES = MAX_DECODED_BYTES
 # Measured peak memory of a decode (codec buffers, the reduced copy) relative to the decoded size.
 DECODE_PEAK_FACTOR = 2
 # Larger images are reduced to this longest side before the float work: plenty for a 20-pixel box.
@@ -37,7 +38,7 @@ STROKE_THRESHOLD = 0.3
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _DATA_URL = re.compile(rb"^data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<payload>.*)$", re.S)
-_SUPPORTED_MIME = {b"image/png", b"image/jpeg", b"image/jpg", b"image/bmp", b"image/x-ms-bmp"}
+_SUPPORTED_MIME = {mime.encode() for mime in ACCEPTED_IMAGE_TYPES}
 
 
 def parse_data_url(data):

@@ -31,3 +31,28 @@ def test_init_db(runner, app):
     result = runner.invoke(args=["init-db"])
     assert result.exit_code == 0
     assert "schema ready in the sqlite store" in result.output
+
+
+def test_purge_deletes_expired_records(runner, tmp_path):
+    import datetime
+    import random
+
+    from test_store_contract import make_record
+
+    from mnist_web import create_app
+    from mnist_web.db import get_store
+    from mnist_web.store.base import timeuuid_at
+
+    assert "kept forever" in runner.invoke(args=["purge"]).output
+    url = f"sqlite:///{tmp_path}/kept.sqlite3"
+    app = create_app({"TESTING": True, "MNIST_DATABASE_URL": url, "MNIST_RETENTION_DAYS": 3})
+    try:
+        old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=10)
+        with app.app_context():
+            get_store().add(make_record(timeuuid_at(old, random.Random(1)), digit=3))
+            assert get_store().stats().total == 1
+        result = app.test_cli_runner().invoke(args=["purge"])
+        assert result.exit_code == 0 and "purged 1 expired records" in result.output
+        assert app.test_client().get("/api/v1/stats").get_json()["total"] == 0
+    finally:
+        app.extensions["mnist_web.store"].close()

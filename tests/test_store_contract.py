@@ -21,6 +21,11 @@ UTC = datetime.UTC
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
     """A fresh, empty store of each backend (its own file, keyspace or key prefix)."""
+    yield from open_test_store(request, tmp_path)
+
+
+def open_test_store(request, tmp_path, retention_days=None):
+    """Yield a fresh store of the backend request.param names, then close it (and clean an external server)."""
     backend = request.param
     server = keyspace = prefix = None
     if backend == "sqlite":
@@ -33,7 +38,7 @@ def store(request, tmp_path):
         server = request.getfixturevalue("redis_server")
         prefix = f"t{uuid.uuid4().hex[:12]}:"
         url = redis_url(server, prefix)
-    store = open_store(url, str(tmp_path), timeout=10.0)
+    store = open_store(url, str(tmp_path), timeout=10.0, retention_days=retention_days)
     store.init_schema()
     yield store
     store.close()
@@ -193,7 +198,7 @@ def test_cassandra_url_parameters_are_parsed_without_connecting():
     assert (store.consistency, store.replication, store.replication_factor) == ("QUORUM", "NetworkTopologyStrategy", 3)
     assert (store.local_dc, store.shards, store.timeout) == ("dc1", 8, 3.0)
     assert (store.username, store.password, store.protocol_version) == ("app", "p@ss", 4)
-    assert store._session is None  # nothing connects before first use
+    assert store._conn.peek() is None  # nothing connects before first use
     with pytest.raises(ValueError):
         CassandraStore.from_url("cassandra://127.0.0.1/ks?consitency=ONE")
     with pytest.raises(ValueError):
@@ -205,7 +210,7 @@ def test_cassandra_url_parameters_are_parsed_without_connecting():
 def test_redis_url_prefix_is_taken_out_of_the_url():
     store = RedisStore.from_url("redis://10.9.0.1:6380/2?prefix=app1:", timeout=3.0)
     assert (store.url, store.prefix, store.timeout) == ("redis://10.9.0.1:6380/2", "app1:", 3.0)
-    assert store._client is None
+    assert store._conn.peek() is None  # nothing connects before first use
 
 
 def test_cassandra_network_topology_keyspace(cassandra_server, tmp_path):

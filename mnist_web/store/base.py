@@ -6,6 +6,7 @@ import datetime
 import uuid
 
 from ..errors import InvalidLabel
+from ..limits import DIGITS, is_digit
 
 
 @dataclasses.dataclass
@@ -20,7 +21,7 @@ class Record:
     source: str  # canvas / upload / api
     client_ip: str
     image: bytes
-    image_type: str  # image/png, image/jpeg or image/bmp
+    image_type: str  # one of limits.IMAGE_TYPES
     model_input: bytes  # the 28x28 uint8 image the model saw, row-major
     model_version: str
     latency_ms: float
@@ -56,21 +57,33 @@ class Stats:
         return self.correct / self.labelled if self.labelled else None
 
 
-# 100 ns intervals from the start of the Gregorian calendar (uuid1's epoch) to 1970-01-01.
-UUID_EPOCH_OFFSET = 0x01B21DD213814000
-
-
 def new_record_id():
     """A fresh time-based UUID (timeuuid), unique even for records made in the same millisecond."""
     return uuid.uuid1()
 
 
+UUID_EPOCH_TICKS = 0x01B21DD213814000  # uuid1 time counts 100 ns intervals since 1582-10-15; this is 1970
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
 def record_time(record_id):
     """The UTC time a timeuuid was made, at millisecond precision."""
-    # uuid1 time counts 100 ns intervals since 1582-10-15.
-    micros = (record_id.time - UUID_EPOCH_OFFSET) // 10
-    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(microseconds=micros)
+    micros = (record_id.time - UUID_EPOCH_TICKS) // 10
+    moment = EPOCH + datetime.timedelta(microseconds=micros)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def uuid_ticks(moment):
+    """A UTC datetime as uuid1 time: 100 ns ticks since 1582-10-15."""
+    return (moment - EPOCH) // datetime.timedelta(microseconds=1) * 10 + UUID_EPOCH_TICKS
+
+
+def timeuuid_at(moment, rng, tick=0):
+    """A version-1 UUID made at `moment` (+ tick x 100 ns) with random clock sequence and node (bulk loads)."""
+    ticks = uuid_ticks(moment) + tick
+    clock_seq = rng.getrandbits(14)
+    fields = (ticks & 0xFFFFFFFF, (ticks >> 32) & 0xFFFF, ((ticks >> 48) & 0x0FFF) | 0x1000)
+    return uuid.UUID(fields=(*fields, ((clock_seq >> 8) & 0x3F) | 0x80, clock_seq & 0xFF, rng.getrandbits(48)))
 
 
 def sort_token(record_id):
@@ -79,10 +92,15 @@ def sort_token(record_id):
 
 
 def check_label(label):
-    """Return the label as an int 0..9 or raise InvalidLabel (bools and floats are refused)."""
-    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label <= 9:
+    """Return the label as a digit (an int) or raise InvalidLabel (bools and floats are refused)."""
+    if not is_digit(label):
         raise InvalidLabel()
     return label
+
+
+def zero_per_digit():
+    """{digit: 0} for every digit: the start of every backend's per-digit counts."""
+    return dict.fromkeys(DIGITS, 0)
 
 
 class RecordStore(abc.ABC):

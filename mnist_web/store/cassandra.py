@@ -19,25 +19,31 @@ URL: ``cassandra://[user:password@]host1[,host2...][:port]/keyspace[?param=value
 Schema (``init_schema``): ``record_data`` with PRIMARY KEY ((day, shard), id), newest first, where
 day is the UTC date of the record's timeuuid, so ``get(id)`` knows its partition; ``record_days``,
 one small partition listing the days that have records, so ``recent()`` walks back through days
-that exist and stops at the oldest. ``stats()`` is a full scan of ``result``/``label`` (exact and
-idempotent, unlike counters; O(records), acceptable at this service's volume).
+that exist and stops at the oldest; the stats tables of cassandra_stats.py (exact rollups recounted
+from the records, marked hours only: the cost follows recent traffic, not the table). Columns come
+from store/fields.py; a field added since the table was made is added with ALTER TABLE.
+
+Retention (``retention_days``): every write carries ``USING TTL`` = the seconds until its day expires
+(retention.py), so a day's records, its ``record_days`` row and its stats rollups vanish together;
+a record already past its retention (a late replay) is not written.
 """
 
-import datetime
 import logging
-import os
 import re
-import threading
-import uuid
+import types
 import zlib
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import RecordNotFound, StoreUnavailable
-from .base import Record, RecordStore, Stats, check_label, record_time
+from ..forklocal import ForkLocal
+from . import cassandra_stats, retention
+from .base import RecordStore, check_label, record_time
+from .fields import FIELDS, ID, LABEL, column_list, encode, from_cql_row, placeholders
 
 log = logging.getLogger(__name__)
 
 DAYS_BUCKET = 0  # record_days has a single partition: a few hundred rows per year
+DAYS_AT_ONCE = 8  # record_days rows read per query while walking back through the days
 PARAMS = {
     "consistency",
     "replication",
@@ -47,10 +53,7 @@ PARAMS = {
     "reconnect_max_delay",
     "protocol_version",
 }
-FIELDS = (
-    "id, date, result, confidence, probabilities, source, client_ip, image, image_type, "
-    "model_input, model_version, latency_ms, label"
-)
+COLUMNS = column_list()
 
 
 def _driver_errors():
@@ -103,6 +106,7 @@ class CassandraStore(RecordStore):
         password=None,
         reconnect_max_delay=10.0,
         protocol_version=5,
+        retention_days=None,
     ):
         if not re.fullmatch(r"[A-Za-z0-9_]{1,48}", keyspace):
             raise ValueError(f"invalid Cassandra keyspace name {keyspace!r}")
@@ -127,15 +131,13 @@ class CassandraStore(RecordStore):
         self.password = password
         self.reconnect_max_delay = float(reconnect_max_delay)
         self.protocol_version = int(protocol_version)
-        self._lock = threading.Lock()
-        self._pid = None
-        self._cluster = None
-        self._session = None
-        self._stmts = None
-        self._days_written = set()  # days this process already listed in record_days
+        self.retention_days = retention_days
+        # This process's driver objects; a forked child connects afresh (the driver's threads do not fork).
+        self._conn = ForkLocal(self._open)
+        self._rollups = cassandra_stats.Rollups(self)
 
     @classmethod
-    def from_url(cls, url, timeout=2.0):
+    def from_url(cls, url, timeout=2.0, retention_days=None):
         """Build a store from a cassandra:// URL (see the module docstring for the parameters)."""
         parts = urlsplit(url)
         if parts.scheme != "cassandra":
@@ -174,6 +176,7 @@ class CassandraStore(RecordStore):
             password=password,
             reconnect_max_delay=float(params.get("reconnect_max_delay", 10.0)),
             protocol_version=int(params.get("protocol_version", 5)),
+            retention_days=retention_days,
         )
 
     # -- connection ---------------------------------------------------------------------------
@@ -208,28 +211,24 @@ class CassandraStore(RecordStore):
             raise
         return cluster, session
 
+    def _open(self):
+        """Connect this process: its cluster, session, and what it already wrote to record_days/stat_marks."""
+        try:
+            cluster, session = self._connect()
+        except _driver_errors() as exc:
+            raise StoreUnavailable(f"cassandra: {exc}") from exc
+        return types.SimpleNamespace(cluster=cluster, session=session, stmts=None, days=set(), marked=set())
+
     def _get_session(self):
         """This process's session, connecting on first use and again in a forked child."""
-        if self._session is not None and self._pid == os.getpid():
-            return self._session
-        with self._lock:
-            if self._pid != os.getpid():
-                # Forked: the parent's driver threads do not exist here; abandon its objects.
-                self._cluster = self._session = self._stmts = None
-                self._days_written = set()
-                self._pid = os.getpid()
-            if self._session is None:
-                try:
-                    self._cluster, self._session = self._connect()
-                except _driver_errors() as exc:
-                    raise StoreUnavailable(f"cassandra: {exc}") from exc
-            return self._session
+        return self._conn.get().session
 
     def _statements(self):
         """Prepared statements, made once per session; creates the schema first if it is missing."""
-        session = self._get_session()
-        if self._stmts is not None:
-            return session, self._stmts
+        conn = self._conn.get()
+        if conn.stmts is not None:
+            return conn.session, conn.stmts
+        session = conn.session
         from cassandra import InvalidRequest
 
         try:
@@ -241,22 +240,23 @@ class CassandraStore(RecordStore):
                 stmts = self._prepare(session)
         except _driver_errors() as exc:
             raise StoreUnavailable(f"cassandra: {type(exc).__name__}: {exc}") from exc
-        with self._lock:
-            self._stmts = stmts
+        conn.stmts = stmts
         return session, stmts
 
     def _prepare(self, session):
         ks = self.keyspace
+        values = placeholders(len(FIELDS) + 2)
         texts = {
-            "insert": f"INSERT INTO {ks}.record_data (day, shard, {FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            "insert_day": f"INSERT INTO {ks}.record_days (bucket, day) VALUES (?, ?)",
-            "get": f"SELECT {FIELDS} FROM {ks}.record_data WHERE day = ? AND shard = ? AND id = ?",
+            "insert": f"INSERT INTO {ks}.record_data (day, shard, {COLUMNS}) VALUES ({values}) USING TTL ?",
+            "insert_day": f"INSERT INTO {ks}.record_days (bucket, day) VALUES (?, ?) USING TTL ?",
+            "get": f"SELECT {COLUMNS} FROM {ks}.record_data WHERE day = ? AND shard = ? AND id = ?",
             "exists": f"SELECT id FROM {ks}.record_data WHERE day = ? AND shard = ? AND id = ?",
-            "label": f"UPDATE {ks}.record_data SET label = ? WHERE day = ? AND shard = ? AND id = ?",
-            "page": f"SELECT {FIELDS} FROM {ks}.record_data WHERE day = ? AND shard = ? LIMIT ?",
-            "page_before": f"SELECT {FIELDS} FROM {ks}.record_data WHERE day = ? AND shard = ? AND id < ? LIMIT ?",
-            "days": f"SELECT day FROM {ks}.record_days WHERE bucket = ? AND day <= ?",
-            "scan": f"SELECT result, label FROM {ks}.record_data",
+            "label": f"UPDATE {ks}.record_data USING TTL ? SET {LABEL.name} = ? WHERE day = ? AND shard = ? AND id = ?",
+            "page": f"SELECT {COLUMNS} FROM {ks}.record_data WHERE day = ? AND shard = ? LIMIT ?",
+            "page_before": f"SELECT {COLUMNS} FROM {ks}.record_data WHERE day = ? AND shard = ? AND id < ? LIMIT ?",
+            "days": f"SELECT day FROM {ks}.record_days WHERE bucket = ? AND day <= ? LIMIT ?",
+            "days_before": f"SELECT day FROM {ks}.record_days WHERE bucket = ? AND day < ? LIMIT ?",
+            **cassandra_stats.statements(ks),
         }
         stmts = {}
         for name, text in texts.items():
@@ -269,7 +269,14 @@ class CassandraStore(RecordStore):
     def _run(self, name, params, **kwargs):
         session, stmts = self._statements()
         try:
-            return session.execute(stmts[name], params, **kwargs)
+            return list(session.execute(stmts[name], params, **kwargs))  # later pages are fetched here too
+        except _driver_errors() as exc:
+            raise StoreUnavailable(f"cassandra: {type(exc).__name__}: {exc}") from exc
+
+    def _wait(self, future):
+        """The rows of an execute_async future (every page); driver errors become StoreUnavailable."""
+        try:
+            return list(future.result())
         except _driver_errors() as exc:
             raise StoreUnavailable(f"cassandra: {type(exc).__name__}: {exc}") from exc
 
@@ -280,7 +287,7 @@ class CassandraStore(RecordStore):
     # -- RecordStore ----------------------------------------------------------------------------
 
     def init_schema(self):
-        """Create the keyspace and tables if missing (idempotent; safe at every start-up)."""
+        """Create the keyspace and tables if missing, add new columns (idempotent; safe at every start-up)."""
         session = self._get_session()
         if self.replication == "NetworkTopologyStrategy":
             dc = self.local_dc or self._first_dc(session)
@@ -288,26 +295,12 @@ class CassandraStore(RecordStore):
         else:
             replication = f"{{'class': 'SimpleStrategy', 'replication_factor': {self.replication_factor}}}"
         ks = self.keyspace
+        columns = ",\n".join(f"{f.name} {f.cql_type}" for f in FIELDS)
         ddl = [
             f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}",
             f"""CREATE TABLE IF NOT EXISTS {ks}.record_data (
-                day text,
-                shard int,
-                id timeuuid,
-                date timestamp,
-                result int,
-                confidence double,
-                probabilities frozen<list<double>>,
-                source text,
-                client_ip text,
-                image blob,
-                image_type text,
-                model_input blob,
-                model_version text,
-                latency_ms double,
-                label int,
-                PRIMARY KEY ((day, shard), id)
-            ) WITH CLUSTERING ORDER BY (id DESC)""",
+                day text, shard int, {columns}, PRIMARY KEY ((day, shard), {ID.name})
+            ) WITH CLUSTERING ORDER BY ({ID.name} DESC)""",
             f"""CREATE TABLE IF NOT EXISTS {ks}.record_days (
                 bucket int,
                 day text,
@@ -315,11 +308,47 @@ class CassandraStore(RecordStore):
             ) WITH CLUSTERING ORDER BY (day DESC)""",
         ]
         try:
+            # Schema changes wait for agreement between nodes: allow far more than a request.
+            wait = max(self.timeout, 60.0)
             for statement in ddl:
-                # Schema changes wait for agreement between nodes: allow far more than a request.
-                session.execute(statement, timeout=max(self.timeout, 60.0))
+                session.execute(statement, timeout=wait)
+            had_stats = self._tables(session) >= {"stat_days"}
+            for statement in self._missing_columns(session) + cassandra_stats.ddl(ks):
+                session.execute(statement, timeout=wait)
         except _driver_errors() as exc:
             raise StoreUnavailable(f"cassandra: {type(exc).__name__}: {exc}") from exc
+        if not had_stats:
+            self._count_existing_days()
+
+    def _tables(self, session):
+        rows = session.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (self.keyspace,), timeout=30
+        )
+        return {row.table_name for row in rows}
+
+    def _missing_columns(self, session):
+        """ALTER TABLE statements for the fields record_data lacks (added since it was made)."""
+        rows = session.execute(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = %s AND table_name = 'record_data'",
+            (self.keyspace,),
+            timeout=30,
+        )
+        have = {row.column_name for row in rows}
+        return [
+            f"ALTER TABLE {self.keyspace}.record_data ADD {f.name} {f.cql_type}" for f in FIELDS if f.name not in have
+        ]
+
+    def _count_existing_days(self):
+        """A keyspace made before the stats tables: mark every day it has, and count them once now."""
+        days = list(self._days_back_from("9999-12-31"))
+        session, stmts = self._statements()
+        for day in days:
+            self._wait(
+                session.execute_async(stmts["mark"], cassandra_stats.mark_values(day, cassandra_stats.WHOLE_DAY, 0))
+            )
+        if days:
+            log.info("cassandra: counting the records of %d existing days into the stats rollups", len(days))
+            self._rollups.stats()
 
     def _first_dc(self, session):
         hosts = session.cluster.metadata.all_hosts()
@@ -329,110 +358,104 @@ class CassandraStore(RecordStore):
         """Insert the record; writing the same id again rewrites the same values (idempotent).
 
         Returns once Cassandra acknowledged the write at the configured consistency. A new day's
-        record_days row goes out concurrently with the record (execute_async), so a write costs
-        one round trip, not two.
+        record_days row and the first mark of an hour go out concurrently with the record
+        (execute_async), so a write costs one round trip. A record of another hour than the current
+        one (a replay) marks its hour after the record is acknowledged (cassandra_stats.py).
         """
         from cassandra.query import UNSET_VALUE
 
+        ttl = retention.ttl_seconds(record.id, self.retention_days)
+        if ttl is not None and ttl <= 0:
+            return  # already past its retention (a late replay): it would be gone at once
+        conn = self._conn.get()
         session, stmts = self._statements()
-        day = day_of(record.id)
-        values = (
-            day,
-            self._shard(record.id),
-            record.id,
-            record.created_at,
-            record.digit,
-            float(record.confidence),
-            [float(p) for p in record.probabilities],
-            record.source,
-            record.client_ip,
-            record.image,
-            record.image_type,
-            record.model_input,
-            record.model_version,
-            float(record.latency_ms),
-            # UNSET, not null: no tombstone, and a replayed record keeps a label set meanwhile.
-            UNSET_VALUE if record.label is None else record.label,
-        )
-        try:
-            futures = [session.execute_async(stmts["insert"], values)]
-            new_day = day not in self._days_written
-            if new_day:
-                futures.append(session.execute_async(stmts["insert_day"], (DAYS_BUCKET, day)))
-            for future in futures:
-                future.result()
-        except _driver_errors() as exc:
-            raise StoreUnavailable(f"cassandra: {type(exc).__name__}: {exc}") from exc
-        if new_day:
-            self._days_written.add(day)
+        day, hour = cassandra_stats.hour_of(record.id)
+        # UNSET, not null: no tombstone, and a replayed record keeps a label set meanwhile.
+        values = [UNSET_VALUE if v is None else v for v in encode(record, "to_cql")]
+        live = (day, hour) == cassandra_stats.current_hour()
+        mark = cassandra_stats.mark_values(day, hour, ttl)
+        futures = [session.execute_async(stmts["insert"], (day, self._shard(record.id), *values, ttl or 0))]
+        if live and (day, hour) not in conn.marked:
+            futures.append(session.execute_async(stmts["mark"], mark))
+        if day not in conn.days:
+            futures.append(session.execute_async(stmts["insert_day"], (DAYS_BUCKET, day, ttl or 0)))
+        for future in futures:
+            self._wait(future)
+        if not live:  # after the acknowledgement: a recount that reads this mark sees the record
+            self._wait(session.execute_async(stmts["mark"], mark))
+        elif (day, hour) not in conn.marked:
+            conn.marked = {(day, hour)}  # earlier hours are sealed by others: forget them
+        conn.days.add(day)
 
     def get(self, record_id):
         """Return one record (a single-partition read) or raise RecordNotFound."""
-        row = self._run("get", (day_of(record_id), self._shard(record_id), record_id)).one()
-        if row is None:
+        rows = self._run("get", (day_of(record_id), self._shard(record_id), record_id))
+        if not rows:
             raise RecordNotFound()
-        return _to_record(row)
+        return from_cql_row(rows[0])
 
     def recent(self, limit, cursor=None):
         """Newest first, `limit` at a time, after the cursor's record; walks back through existing days."""
         want = limit + 1  # one more than asked tells whether there is a next page
         top_day = day_of(cursor) if cursor else "9999-12-31"
+        # The first day to read is almost always the cursor's, or today: ask for its page together with
+        # the list of days, so that a page usually takes one round trip.
+        first = day_of(cursor) if cursor else cassandra_stats.current_hour()[0]
+        ahead = self._day_page_start(first, want, cursor)
         records = []
         for day in self._days_back_from(top_day):
             need = want - len(records)
             before = cursor if cursor and day == top_day else None
-            records.extend(self._day_page(day, need, before))
+            if day == first and ahead is not None:
+                records.extend(self._day_page_finish(ahead, need))
+            else:
+                records.extend(self._day_page_finish(self._day_page_start(day, need, before), need))
+            ahead = None
             if len(records) >= want:
                 break
         page = records[:limit]
         return page, (page[-1].id if len(records) > limit else None)
 
     def _days_back_from(self, top_day):
-        # The driver pages through record_days; the loop ends at the oldest day that has records.
-        for row in self._run("days", (DAYS_BUCKET, top_day)):
-            yield row.day
+        """The days that have records, newest first from top_day, DAYS_AT_ONCE per query (a page needs one or two)."""
+        statement = "days"
+        while True:
+            rows = self._run(statement, (DAYS_BUCKET, top_day, DAYS_AT_ONCE))
+            for row in rows:
+                yield row.day
+            if len(rows) < DAYS_AT_ONCE:
+                return  # the oldest day that has records
+            statement, top_day = "days_before", rows[-1].day
 
-    def _day_page(self, day, need, before):
-        """Up to `need` newest records of one day (older than `before`), merged across shards."""
+    def _day_page_start(self, day, need, before):
+        """Send the queries for up to `need` newest records of one day (older than `before`), one per shard."""
         session, stmts = self._statements()
         if before is None:
-            futures = [session.execute_async(stmts["page"], (day, shard, need)) for shard in range(self.shards)]
-        else:
-            futures = [
-                session.execute_async(stmts["page_before"], (day, shard, before, need)) for shard in range(self.shards)
-            ]
-        rows = []
-        try:
-            for future in futures:
-                rows.extend(future.result())
-        except _driver_errors() as exc:
-            raise StoreUnavailable(f"cassandra: {type(exc).__name__}: {exc}") from exc
+            return [session.execute_async(stmts["page"], (day, shard, need)) for shard in range(self.shards)]
+        return [session.execute_async(stmts["page_before"], (day, shard, before, need)) for shard in range(self.shards)]
+
+    def _day_page_finish(self, futures, need):
+        """The `need` newest records of a day's page queries, merged across shards."""
+        rows = [row for future in futures for row in self._wait(future)]
         rows.sort(key=lambda row: cassandra_order(row.id), reverse=True)
-        return [_to_record(row) for row in rows[:need]]
+        return [from_cql_row(row) for row in rows[:need]]
 
     def set_label(self, record_id, label):
-        """Store the user's label and return the record (RecordNotFound if there is none)."""
+        """Store the user's label and return the record (RecordNotFound if there is none); marks its hour."""
         label = check_label(label)
         key = (day_of(record_id), self._shard(record_id), record_id)
-        # Records are never deleted, so checking first is race-free and keeps UPDATE from creating rows.
-        if self._run("exists", key).one() is None:
+        ttl = retention.ttl_seconds(record_id, self.retention_days)
+        # Records are only deleted by expiry, so checking first keeps UPDATE from creating rows.
+        if (ttl is not None and ttl <= 0) or not self._run("exists", key):
             raise RecordNotFound()
-        self._run("label", (label, *key))
+        # The label expires with its record (a cell outliving the row would bring back a husk of it).
+        self._run("label", (ttl or 0, label, *key))
+        self._run("mark", cassandra_stats.mark_values(*cassandra_stats.hour_of(record_id), ttl))
         return self.get(record_id)
 
     def stats(self):
-        """Counts per digit, labelled and correct, by a paged full scan of two small columns."""
-        per_digit = {d: 0 for d in range(10)}
-        labelled = correct = 0
-        try:
-            for row in self._run("scan", (), timeout=max(self.timeout, 30.0)):
-                per_digit[row.result] = per_digit.get(row.result, 0) + 1
-                if row.label is not None:
-                    labelled += 1
-                    correct += row.label == row.result
-        except _driver_errors() as exc:  # later pages are fetched while iterating
-            raise StoreUnavailable(f"cassandra: {type(exc).__name__}: {exc}") from exc
-        return Stats(total=sum(per_digit.values()), per_digit=per_digit, labelled=labelled, correct=correct)
+        """Counts per digit, labelled and correct: rollups plus a recount of the marked hours (cassandra_stats.py)."""
+        return self._rollups.stats()
 
     def ping(self):
         """Ask the coordinator for its version."""
@@ -444,29 +467,6 @@ class CassandraStore(RecordStore):
 
     def close(self):
         """Shut the driver down (in the process that created it)."""
-        with self._lock:
-            cluster, pid = self._cluster, self._pid
-            self._cluster = self._session = self._stmts = None
-        if cluster is not None and pid == os.getpid():
-            cluster.shutdown()
-
-
-def _to_record(row):
-    created = row.date
-    if created.tzinfo is None:  # the driver returns naive UTC datetimes
-        created = created.replace(tzinfo=datetime.UTC)
-    return Record(
-        id=row.id if isinstance(row.id, uuid.UUID) else uuid.UUID(str(row.id)),
-        created_at=created,
-        digit=row.result,
-        confidence=row.confidence,
-        probabilities=list(row.probabilities or ()),
-        source=row.source,
-        client_ip=row.client_ip,
-        image=bytes(row.image or b""),
-        image_type=row.image_type,
-        model_input=bytes(row.model_input or b""),
-        model_version=row.model_version,
-        latency_ms=row.latency_ms,
-        label=row.label,
-    )
+        conn = self._conn.pop()
+        if conn is not None:
+            conn.cluster.shutdown()

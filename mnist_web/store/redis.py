@@ -1,4 +1,4 @@
-"""Records in Redis: one hash per record, a sorted set for newest-first order, counters for stats.
+"""Records in Redis: one hash per record, a sorted set for newest-first order, counts per day for stats.
 
 URL: ``redis://[:password@]host[:port][/db][?prefix=mnist:&...]``
 
@@ -6,101 +6,138 @@ URL: ``redis://[:password@]host[:port][/db][?prefix=mnist:&...]``
 - ``prefix``: prepended to every key, default ``mnist:`` (tests use a fresh one each run).
 - any other query parameter is passed to redis-py's ``ConnectionPool.from_url`` (e.g. ``health_check_interval``).
 
-Keys: ``{prefix}record:{id}`` hash of the record's fields; ``{prefix}recent`` sorted set, all scores 0,
-members ``sort_token(id)`` so lexicographic order is creation order (a float score cannot hold a
-60-bit uuid time exactly); ``{prefix}digits`` hash digit -> count; ``{prefix}stats`` hash with
-``labelled`` and ``correct``. Adds and labels run as Lua scripts, so counters move atomically with
-the record, and re-adding an existing id changes nothing (idempotent).
+Keys: ``{prefix}record:{id}`` hash of the record's fields (store/fields.py); ``{prefix}recent`` sorted
+set, all scores 0, members ``sort_token(id)`` so lexicographic order is creation order (a float score
+cannot hold a 60-bit uuid time exactly); ``{prefix}stats:{day}`` hash of one UTC day's counts (a field
+per digit, ``labelled``, ``correct``) and ``{prefix}stat_days`` the set of those days.
+
+Stats: adds and labels run as Lua scripts, so the day's counts move atomically with the record:
+re-adding an id already stored changes nothing (a spool replay or a retried write counts once), and a
+label takes the old label's share out before putting the new one's in. stats() sums one small hash
+per day: its cost grows with the days kept, not the records.
+
+Retention (``retention_days``): a record's hash and its day's counts get the same EXPIREAT (midnight
+after the day plus the retention, retention.py), so they vanish together and stats count the records
+kept; recent() drops the expired members of ``recent`` first. A record already past its retention
+is not stored. Stores made before the per-day counts (global ``digits``/``stats`` hashes) are
+recounted into per-day hashes once, atomically, by init_schema().
 """
 
-import datetime
-import json
 import logging
-import os
-import threading
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import RecordNotFound, StoreUnavailable
-from .base import Record, RecordStore, Stats, check_label, sort_token
+from ..forklocal import ForkLocal
+from . import retention
+from .base import RecordStore, Stats, check_label, record_time, sort_token, zero_per_digit
+from .fields import BY_ATTR, DIGIT, LABEL, from_mapping, to_mapping
 
 log = logging.getLogger(__name__)
+DATE = BY_ATTR["created_at"]
 
 ADD_LUA = """
--- KEYS: record hash, recent zset, digits hash, stats hash
--- ARGV: sort token, digit, label or '', then the record's field/value pairs
+-- KEYS: record hash, recent zset, the day's stats hash, stat_days zset
+-- ARGV: sort token, digit, label or '', expire-at seconds or '', day, then the record's field/value pairs
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 if ARGV[3] ~= '' then
-  redis.call('HINCRBY', KEYS[4], 'labelled', 1)
-  if ARGV[3] == ARGV[2] then redis.call('HINCRBY', KEYS[4], 'correct', 1) end
+  redis.call('HINCRBY', KEYS[3], 'labelled', 1)
+  if ARGV[3] == ARGV[2] then redis.call('HINCRBY', KEYS[3], 'correct', 1) end
+end
+redis.call('ZADD', KEYS[4], 0, ARGV[5])
+if ARGV[4] ~= '' then
+  redis.call('EXPIREAT', KEYS[1], ARGV[4])
+  redis.call('EXPIREAT', KEYS[3], ARGV[4])
 end
 return 1
 """
 
 LABEL_LUA = """
--- KEYS: record hash, stats hash; ARGV: the new label
+-- KEYS: record hash, the record's day stats hash; ARGV: the new label, the digit field, the label field
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local result = redis.call('HGET', KEYS[1], 'result')
-local old = redis.call('HGET', KEYS[1], 'label')
+local digit = redis.call('HGET', KEYS[1], ARGV[2])
+local old = redis.call('HGET', KEYS[1], ARGV[3])
 if not old then
   redis.call('HINCRBY', KEYS[2], 'labelled', 1)
-elseif old == result then
+elseif old == digit then
   redis.call('HINCRBY', KEYS[2], 'correct', -1)
 end
-if ARGV[1] == result then redis.call('HINCRBY', KEYS[2], 'correct', 1) end
-redis.call('HSET', KEYS[1], 'label', ARGV[1])
+if ARGV[1] == digit then redis.call('HINCRBY', KEYS[2], 'correct', 1) end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[1])
 return 1
+"""
+
+MIGRATE_LUA = """
+-- KEYS: old digits hash, old stats hash, recent zset, stat_days zset
+-- ARGV: key prefix, digit field, label field, date field
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local n = 0
+for _, token in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  local h = string.sub(token, 17)
+  local id = string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-' .. string.sub(h, 13, 16) .. '-' ..
+    string.sub(h, 17, 20) .. '-' .. string.sub(h, 21, 32)
+  local row = redis.call('HMGET', ARGV[1] .. 'record:' .. id, ARGV[2], ARGV[3], ARGV[4])
+  if row[1] then
+    local day = string.sub(row[3], 1, 10)
+    local key = ARGV[1] .. 'stats:' .. day
+    redis.call('HINCRBY', key, row[1], 1)
+    if row[2] then
+      redis.call('HINCRBY', key, 'labelled', 1)
+      if row[2] == row[1] then redis.call('HINCRBY', key, 'correct', 1) end
+    end
+    redis.call('ZADD', KEYS[4], 0, day)
+    n = n + 1
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return n
 """
 
 # Server replies that mean "not able to serve now" rather than a bug in our commands.
 TRANSIENT_REPLIES = ("LOADING", "BUSY", "MISCONF", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
+def day_of(record_id):
+    """The UTC day ('YYYY-MM-DD') whose counts hold a record."""
+    return record_time(record_id).date().isoformat()
+
+
 class RedisStore(RecordStore):
     """Records in one Redis database under a key prefix; one connection pool per process, made lazily."""
 
-    def __init__(self, url="redis://127.0.0.1:6379/0", prefix="mnist:", timeout=2.0):
+    def __init__(self, url="redis://127.0.0.1:6379/0", prefix="mnist:", timeout=2.0, retention_days=None):
         self.url = url
         self.prefix = prefix
         self.timeout = float(timeout)
-        self._lock = threading.Lock()
-        self._pid = None
-        self._client = None
-        self._scripts = None
+        self.retention_days = retention_days
+        self._conn = ForkLocal(self._connect)
 
     @classmethod
-    def from_url(cls, url, timeout=2.0):
+    def from_url(cls, url, timeout=2.0, retention_days=None):
         """Build a store from a redis:// URL (see the module docstring for the parameters)."""
         parts = urlsplit(url)
         params = dict(parse_qsl(parts.query))
         prefix = params.pop("prefix", "mnist:")
-        return cls(urlunsplit(parts._replace(query=urlencode(params))), prefix=prefix, timeout=timeout)
+        return cls(urlunsplit(parts._replace(query=urlencode(params))), prefix, timeout, retention_days)
 
-    def _redis(self):
-        """This process's client and scripts, created on first use and again after a fork."""
-        if self._client is not None and self._pid == os.getpid():
-            return self._client, self._scripts
+    def _connect(self):
         import redis
 
-        with self._lock:
-            if self._client is None or self._pid != os.getpid():
-                pool = redis.ConnectionPool.from_url(
-                    self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout, health_check_interval=30
-                )
-                client = redis.Redis(connection_pool=pool)
-                self._scripts = {"add": client.register_script(ADD_LUA), "label": client.register_script(LABEL_LUA)}
-                self._client = client
-                self._pid = os.getpid()
-            return self._client, self._scripts
+        pool = redis.ConnectionPool.from_url(
+            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout, health_check_interval=30
+        )
+        client = redis.Redis(connection_pool=pool)
+        scripts = {name: client.register_script(lua) for name, lua in (("add", ADD_LUA), ("label", LABEL_LUA))}
+        return client, scripts
 
     def _call(self, fn):
         import redis
 
         try:
-            return fn(*self._redis())
+            return fn(*self._conn.get())
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         except redis.ResponseError as exc:
@@ -115,31 +152,25 @@ class RedisStore(RecordStore):
         return f"{self.prefix}record:{record_id}"
 
     def init_schema(self):
-        """Nothing to create in Redis; checks the server answers."""
-        self.ping()
+        """Nothing to create in Redis; recounts a store made before per-day counts, once."""
+        keys = [self._key("digits"), self._key("stats"), self._key("recent"), self._key("stat_days")]
+        args = [self.prefix, DIGIT.name, LABEL.name, DATE.name]
+        migrated = self._call(lambda client, scripts: client.eval(MIGRATE_LUA, len(keys), *keys, *args))
+        if migrated >= 0:
+            log.info("redis: counted %d existing records into per-day stats", migrated)
 
     def add(self, record):
         """Store the record and count it, atomically; an id already stored is left as it is."""
-        fields = {
-            "id": str(record.id),
-            "date": record.created_at.isoformat(),
-            "result": str(record.digit),
-            "confidence": json.dumps(float(record.confidence)),
-            "probabilities": json.dumps([float(p) for p in record.probabilities]),
-            "source": record.source,
-            "client_ip": record.client_ip,
-            "image": record.image,
-            "image_type": record.image_type,
-            "model_input": record.model_input,
-            "model_version": record.model_version,
-            "latency_ms": json.dumps(float(record.latency_ms)),
-        }
-        if record.label is not None:
-            fields["label"] = str(record.label)
-        args = [sort_token(record.id), str(record.digit), "" if record.label is None else str(record.label)]
-        for name, value in fields.items():
+        expire_at = retention.expires_at(record.id, self.retention_days)
+        if expire_at is not None and retention.ttl_seconds(record.id, self.retention_days) <= 0:
+            return  # already past retention (a late replay): it would be deleted at once
+        day = day_of(record.id)
+        label = "" if record.label is None else str(record.label)
+        expire = "" if expire_at is None else int(expire_at.timestamp())
+        args = [sort_token(record.id), str(record.digit), label, expire, day]
+        for name, value in to_mapping(record).items():
             args += [name, value]
-        keys = [self._record_key(record.id), self._key("recent"), self._key("digits"), self._key("stats")]
+        keys = [self._record_key(record.id), self._key("recent"), self._key(f"stats:{day}"), self._key("stat_days")]
         self._call(lambda client, scripts: scripts["add"](keys=keys, args=args))
 
     def get(self, record_id):
@@ -147,52 +178,60 @@ class RedisStore(RecordStore):
         data = self._call(lambda client, scripts: client.hgetall(self._record_key(record_id)))
         if not data:
             raise RecordNotFound()
-        return _to_record(data)
+        return from_mapping(data)
 
     def recent(self, limit, cursor=None):
         """Newest first, `limit` at a time, after the cursor's record (exclusive)."""
         top = f"({sort_token(cursor)}" if cursor else "+"
+        expired = retention.cutoff_token(self.retention_days)
 
         def fetch(client, scripts):
+            if expired is not None:  # their hashes are gone already
+                client.zremrangebylex(self._key("recent"), "-", f"({expired}")
             tokens = client.zrevrangebylex(self._key("recent"), top, "-", start=0, num=limit + 1)
             pipe = client.pipeline(transaction=False)
             for token in tokens[:limit]:
-                pipe.hgetall(self._record_key(uuid.UUID(hex=token.decode()[16:])))
+                pipe.hgetall(self._record_key(_token_id(token)))
             return tokens, pipe.execute()
 
         tokens, rows = self._call(fetch)
-        records = [_to_record(row) for row in rows if row]
-        next_cursor = uuid.UUID(hex=tokens[limit - 1].decode()[16:]) if len(tokens) > limit else None
+        records = [from_mapping(row) for row in rows if row]
+        next_cursor = _token_id(tokens[limit - 1]) if len(tokens) > limit else None
         return records, next_cursor
 
     def set_label(self, record_id, label):
-        """Store the user's label, adjusting the labelled/correct counters atomically."""
+        """Store the user's label, adjusting the day's labelled/correct counts atomically."""
         label = check_label(label)
-        keys = [self._record_key(record_id), self._key("stats")]
-        found = self._call(lambda client, scripts: scripts["label"](keys=keys, args=[str(label)]))
+        keys = [self._record_key(record_id), self._key(f"stats:{day_of(record_id)}")]
+        args = [str(label), DIGIT.name, LABEL.name]
+        found = self._call(lambda client, scripts: scripts["label"](keys=keys, args=args))
         if found == -1:
             raise RecordNotFound()
         return self.get(record_id)
 
     def stats(self):
-        """Counts per digit, labelled and correct, from the counters."""
+        """Counts per digit, labelled and correct: the sum of the per-day counts."""
 
         def fetch(client, scripts):
-            pipe = client.pipeline(transaction=True)  # one consistent snapshot of both hashes
-            pipe.hgetall(self._key("digits"))
-            pipe.hgetall(self._key("stats"))
-            return pipe.execute()
+            days = client.zrange(self._key("stat_days"), 0, -1)
+            pipe = client.pipeline(transaction=True)  # one consistent snapshot of every day
+            for day in days:
+                pipe.hgetall(self._key(f"stats:{day.decode()}"))
+            counts = pipe.execute()
+            gone = [day for day, found in zip(days, counts, strict=True) if not found]
+            if gone:  # expired days
+                client.zrem(self._key("stat_days"), *gone)
+            return counts
 
-        digits, counters = self._call(fetch)
-        per_digit = {d: 0 for d in range(10)}
-        for digit, count in digits.items():
-            per_digit[int(digit)] = int(count)
-        return Stats(
-            total=sum(per_digit.values()),
-            per_digit=per_digit,
-            labelled=int(counters.get(b"labelled", 0)),
-            correct=int(counters.get(b"correct", 0)),
-        )
+        per_digit, totals = zero_per_digit(), {"labelled": 0, "correct": 0}
+        for counts in self._call(fetch):
+            for name, value in counts.items():
+                name = name.decode()
+                if name in totals:
+                    totals[name] += int(value)
+                else:
+                    per_digit[int(name)] += int(value)
+        return Stats(total=sum(per_digit.values()), per_digit=per_digit, **totals)
 
     def ping(self):
         """PING the server."""
@@ -200,31 +239,10 @@ class RedisStore(RecordStore):
 
     def close(self):
         """Disconnect this process's pool."""
-        with self._lock:
-            client, pid = self._client, self._pid
-            self._client = self._scripts = None
-        if client is not None and pid == os.getpid():
-            client.connection_pool.disconnect()
+        found = self._conn.pop()
+        if found is not None:
+            found[0].connection_pool.disconnect()
 
 
-def _to_record(data):
-    text = {k.decode(): v for k, v in data.items()}
-
-    def s(name):
-        return text[name].decode()
-
-    return Record(
-        id=uuid.UUID(s("id")),
-        created_at=datetime.datetime.fromisoformat(s("date")),
-        digit=int(s("result")),
-        confidence=json.loads(s("confidence")),
-        probabilities=json.loads(s("probabilities")),
-        source=s("source"),
-        client_ip=s("client_ip"),
-        image=bytes(text["image"]),
-        image_type=s("image_type"),
-        model_input=bytes(text["model_input"]),
-        model_version=s("model_version"),
-        latency_ms=json.loads(s("latency_ms")),
-        label=int(s("label")) if "label" in text else None,
-    )
+def _token_id(token):
+    return uuid.UUID(hex=token.decode()[16:])

@@ -8,29 +8,31 @@ deleted only after the inner add succeeded. recent() and stats() see spooled rec
 they are replayed; get() finds them while they wait.
 """
 
-import datetime
 import json
 import logging
-import os
 import sqlite3
 import threading
-import uuid
 
 from ..errors import RecordNotFound, StoreUnavailable
-from .base import Record, RecordStore
-from .sqlite import retry_while_locked
+from ..forklocal import ForkLocal, thread_local
+from .base import RecordStore
+from .fields import BLOBS, SCALARS, column_list, from_mapping, placeholders, to_mapping
+from .sqlite import add_missing_columns, retry_while_locked
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
+# A spooled record: its bytes fields in columns of their own, every other field in `meta` (JSON keyed by
+# the Record's attribute names), both from store/fields.py.
+BLOB_COLUMNS = column_list(BLOBS)
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS spool (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     meta TEXT NOT NULL,
-    image BLOB NOT NULL,
-    model_input BLOB NOT NULL
+    {", ".join(f"{f.name} {f.sql_type}" for f in BLOBS)}
 );
 """
+INSERT = f"INSERT INTO spool (id, meta, {BLOB_COLUMNS}) VALUES ({placeholders(len(BLOBS) + 2)})"
 
 
 class SpooledStore(RecordStore):
@@ -43,47 +45,43 @@ class SpooledStore(RecordStore):
         self.retry_min = retry_min  # seconds before the first replay retry after a failure
         self.retry_max = retry_max  # backoff doubles up to this
         self.batch = batch
-        self._local = threading.local()
+        self._local = thread_local()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread = None
-        self._thread_pid = None
-        self._file_ready = None  # the pid that made sure the spool file exists
+        self._replayer = ForkLocal(self._start_replayer)
+        self._file = ForkLocal(self._create_file)  # made sure of once per process
 
     # -- spool file -------------------------------------------------------------------------------
 
     def _db(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():  # a connection must not cross a fork
-            self._init_file()
+        local = self._local.get()
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            self._file.get()
             try:
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 # FULL: a spooled record survives a power cut, not just a crash of this process.
                 conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"spool {self.path}: {exc}") from exc
-            self._local.conn, self._local.pid = conn, os.getpid()
+            local.conn = conn
         return conn
 
-    def _init_file(self):
-        """Create the spool file in WAL mode with its table, once per process."""
-        if self._file_ready == os.getpid():
-            return
-        with self._lock:
-            if self._file_ready == os.getpid():
-                return
+    def _create_file(self):
+        """Create the spool file in WAL mode with its table (and any column added since)."""
 
-            def create():
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                try:
-                    conn.execute("PRAGMA journal_mode=WAL")  # persistent: later connections inherit it
-                    conn.executescript(SCHEMA)
-                finally:
-                    conn.close()
+        def create():
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")  # persistent: later connections inherit it
+                conn.executescript(SCHEMA)
+                add_missing_columns(conn, "spool", BLOBS)
+            finally:
+                conn.close()
 
-            retry_while_locked(create, f"spool {self.path}")
-            self._file_ready = os.getpid()
+        retry_while_locked(create, f"spool {self.path}")
+        return True
 
     def _sql(self, sql, params=()):
         try:
@@ -110,10 +108,7 @@ class SpooledStore(RecordStore):
                 if depth >= self.max_records:
                     log.error("spool %s is full (%d records): refusing record %s", self.path, depth, record.id)
                     raise StoreUnavailable(f"database unavailable and spool full ({depth} records)")
-                conn.execute(
-                    "INSERT INTO spool (id, meta, image, model_input) VALUES (?,?,?,?)",
-                    (str(record.id), _meta(record), record.image, record.model_input),
-                )
+                conn.execute(INSERT, _to_row(record))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -126,17 +121,20 @@ class SpooledStore(RecordStore):
 
     # -- replay -----------------------------------------------------------------------------------
 
+    def _start_replayer(self):
+        thread = threading.Thread(target=self._replay_loop, name="spool-replay", daemon=True)
+        if not self._stop.is_set():
+            thread.start()
+        return thread
+
     def _ensure_replayer(self):
-        """Start this process's replay thread if it is not running (first use, or after a fork)."""
-        if self._thread is not None and self._thread_pid == os.getpid() and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._stop.is_set():
-                return
-            if self._thread is None or self._thread_pid != os.getpid() or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._replay_loop, name="spool-replay", daemon=True)
-                self._thread_pid = os.getpid()
-                self._thread.start()
+        """Start this process's replay thread if it is not running (first use, after a fork, or if it died)."""
+        thread = self._replayer.get()
+        if not thread.is_alive() and not self._stop.is_set():
+            with self._lock:
+                if self._replayer.peek() is thread:
+                    self._replayer.pop()
+            self._replayer.get()
 
     def _replay_loop(self):
         delay = self.retry_min
@@ -158,14 +156,12 @@ class SpooledStore(RecordStore):
 
     def _replay_batch(self):
         """Send the oldest spooled records to the inner store; returns (how many, whether one failed)."""
-        rows = self._sql(
-            "SELECT seq, meta, image, model_input FROM spool ORDER BY seq LIMIT ?", (self.batch,)
-        ).fetchall()
+        rows = self._sql(f"SELECT seq, meta, {BLOB_COLUMNS} FROM spool ORDER BY seq LIMIT ?", (self.batch,)).fetchall()
         done = 0
-        for seq, meta, image, model_input in rows:
+        for seq, *row in rows:
             if self._stop.is_set():
                 break
-            record = _from_row(meta, image, model_input)
+            record = _from_row(*row)
             try:
                 self.inner.add(record)
             except StoreUnavailable as exc:
@@ -206,7 +202,7 @@ class SpooledStore(RecordStore):
         try:
             return self.inner.get(record_id)
         except (RecordNotFound, StoreUnavailable) as exc:
-            row = self._sql("SELECT meta, image, model_input FROM spool WHERE id = ?", (str(record_id),)).fetchone()
+            row = self._sql(f"SELECT meta, {BLOB_COLUMNS} FROM spool WHERE id = ?", (str(record_id),)).fetchone()
             if row is None:
                 raise exc
             return _from_row(*row)
@@ -236,48 +232,24 @@ class SpooledStore(RecordStore):
         """Stop the replay thread (bounded wait), then close the inner store and this thread's spool file."""
         self._stop.set()
         self._wake.set()
-        thread = self._thread
-        if thread is not None and self._thread_pid == os.getpid():
+        thread = self._replayer.pop()
+        if thread is not None and thread.is_alive():
             thread.join(timeout)
         self.inner.close()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        local = self._local.peek()
+        conn = getattr(local, "conn", None)
+        if conn is not None:
             conn.close()
-        self._local.conn = None
+            local.conn = None
 
 
-def _meta(record):
-    return json.dumps(
-        {
-            "id": str(record.id),
-            "created_at": record.created_at.isoformat(),
-            "digit": record.digit,
-            "confidence": record.confidence,
-            "probabilities": list(record.probabilities),
-            "source": record.source,
-            "client_ip": record.client_ip,
-            "image_type": record.image_type,
-            "model_version": record.model_version,
-            "latency_ms": record.latency_ms,
-            "label": record.label,
-        }
-    )
+def _to_row(record):
+    """The spool row's id, meta and blob values."""
+    meta = json.dumps(to_mapping(record, "to_json", SCALARS, key="attr"))
+    return (str(record.id), meta, *(getattr(record, f.attr) for f in BLOBS))
 
 
-def _from_row(meta, image, model_input):
-    data = json.loads(meta)
-    return Record(
-        id=uuid.UUID(data["id"]),
-        created_at=datetime.datetime.fromisoformat(data["created_at"]),
-        digit=data["digit"],
-        confidence=data["confidence"],
-        probabilities=data["probabilities"],
-        source=data["source"],
-        client_ip=data["client_ip"],
-        image=bytes(image),
-        image_type=data["image_type"],
-        model_input=bytes(model_input),
-        model_version=data["model_version"],
-        latency_ms=data["latency_ms"],
-        label=data["label"],
-    )
+def _from_row(meta, *blobs):
+    """A Record from a spool row's meta and blob values."""
+    known = {f.attr: None if value is None else bytes(value) for f, value in zip(BLOBS, blobs, strict=True)}
+    return from_mapping(json.loads(meta), "from_json", SCALARS, key="attr", **known)

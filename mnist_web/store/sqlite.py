@@ -5,47 +5,73 @@ cut, not just a crash. So that concurrent requests do not each wait for their ow
 written by one writer thread per process (group commit): it takes every record waiting, writes them
 in one transaction, fsyncs once, and only then releases the requests, each of which answers only
 after its own record is committed.
+
+Stats: table `record_counts` (one row per predicted digit: total, labelled, correct) is kept by
+triggers on record_data in the same transaction as the change: AFTER INSERT (an `INSERT OR IGNORE` of
+an id already stored inserts nothing, so a replay counts nothing), AFTER UPDATE OF the label or the
+digit (takes the old row's share out, puts the new one's in: a label changed twice, or set to the
+same value again, stays exact) and AFTER DELETE (retention purges). stats() reads ten rows.
+
+Retention (`retention_days`): the writer thread deletes expired records (see retention.py) in
+batches of PURGE_BATCH, each its own short transaction, at most every PURGE_INTERVAL seconds, between
+group commits; `flask --app mnist_web purge` does the same at once.
 """
 
-import datetime
-import json
-import os
+import logging
 import sqlite3
 import threading
 import time
-import uuid
 
 from ..errors import RecordNotFound, StoreUnavailable
-from .base import Record, RecordStore, Stats, check_label, sort_token
+from ..forklocal import ForkLocal, thread_local
+from . import retention
+from .base import RecordStore, Stats, check_label, sort_token, zero_per_digit
+from .fields import DIGIT, FIELDS, ID, LABEL, column_list, encode, from_sql_row, placeholders
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS record_data (
-    id TEXT PRIMARY KEY,
+log = logging.getLogger(__name__)
+
+COLUMNS = column_list()
+TABLE = f"""CREATE TABLE IF NOT EXISTS record_data (
     sort_token TEXT NOT NULL,
-    date TEXT NOT NULL,
-    result INTEGER NOT NULL,
-    confidence REAL NOT NULL,
-    probabilities TEXT NOT NULL,
-    source TEXT NOT NULL,
-    client_ip TEXT NOT NULL,
-    image BLOB NOT NULL,
-    image_type TEXT NOT NULL,
-    model_input BLOB NOT NULL,
-    model_version TEXT NOT NULL,
-    latency_ms REAL NOT NULL,
-    label INTEGER
-);
-CREATE INDEX IF NOT EXISTS record_data_newest ON record_data (sort_token DESC);
-"""
-COLUMNS = (
-    "id, date, result, confidence, probabilities, source, client_ip, image, image_type, "
-    "model_input, model_version, latency_ms, label"
-)
-INSERT = f"INSERT OR IGNORE INTO record_data (sort_token, {COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    {", ".join(f"{f.name} {f.sql_type}{' PRIMARY KEY' if f is ID else ''}" for f in FIELDS)}
+)"""
+INDEX = "CREATE INDEX IF NOT EXISTS record_data_newest ON record_data (sort_token DESC)"
+INSERT = f"INSERT OR IGNORE INTO record_data (sort_token, {COLUMNS}) VALUES ({placeholders(len(FIELDS) + 1)})"
+D, L = DIGIT.name, LABEL.name
+# One record's share of its digit's row: (total, labelled, correct).
+SHARE = {
+    row: f"1, {row}.{L} IS NOT NULL, COALESCE({row}.{L} = {row}.{D}, 0)" for row in ("NEW", "OLD")
+}  # fmt: skip
+ADD_SHARE = """INSERT INTO record_counts (digit, total, labelled, correct) VALUES ({row}.{d}, {share})
+    ON CONFLICT (digit) DO UPDATE SET total = total + excluded.total, labelled = labelled + excluded.labelled,
+    correct = correct + excluded.correct;"""
+DROP_SHARE = """UPDATE record_counts SET total = total - 1, labelled = labelled - ({row}.{l} IS NOT NULL),
+    correct = correct - COALESCE({row}.{l} = {row}.{d}, 0) WHERE digit = {row}.{d};"""
+COUNTS = [
+    """CREATE TABLE record_counts (
+        digit INTEGER PRIMARY KEY, total INTEGER NOT NULL, labelled INTEGER NOT NULL, correct INTEGER NOT NULL
+    )""",
+    f"""CREATE TRIGGER record_counts_insert AFTER INSERT ON record_data BEGIN
+        {ADD_SHARE.format(row="NEW", d=D, share=SHARE["NEW"])}
+    END""",
+    f"""CREATE TRIGGER record_counts_update AFTER UPDATE OF {L}, {D} ON record_data BEGIN
+        {DROP_SHARE.format(row="OLD", d=D, l=L)}
+        {ADD_SHARE.format(row="NEW", d=D, share=SHARE["NEW"])}
+    END""",
+    f"""CREATE TRIGGER record_counts_delete AFTER DELETE ON record_data BEGIN
+        {DROP_SHARE.format(row="OLD", d=D, l=L)}
+    END""",
+    # A database made before the counts existed: count what it holds, once, in the same transaction.
+    f"""INSERT INTO record_counts (digit, total, labelled, correct)
+        SELECT {D}, COUNT(*), COUNT({L}), COALESCE(SUM({L} = {D}), 0) FROM record_data GROUP BY {D}""",
+]
 # Most records one group commit writes in a transaction (bounds how long one transaction holds the lock).
 MAX_BATCH = 64
 # Tries, 0.1 s apart, while another process makes a new file WAL.
 LOCKED_RETRIES = 50
+# Retention: records deleted per transaction, and seconds between purges by the writer thread.
+PURGE_BATCH = 1000
+PURGE_INTERVAL = 600.0
 
 
 def connect(path, timeout):
@@ -72,6 +98,28 @@ def retry_while_locked(action, label):
             raise StoreUnavailable(f"{label}: {exc}") from exc
 
 
+def transaction(conn, action):
+    """Run action(conn) in one IMMEDIATE transaction (rolled back if it raises) and return its result."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = action(conn)
+        conn.execute("COMMIT")
+        return result
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def purge_expired(conn, days, now=None, batch=PURGE_BATCH):
+    """Delete up to `batch` expired records in one transaction; returns how many went."""
+    token = retention.cutoff_token(days, now)
+    if token is None:
+        return 0
+    sql = f"DELETE FROM record_data WHERE {ID.name} IN (SELECT {ID.name} FROM record_data WHERE sort_token < ? LIMIT ?)"
+    return transaction(conn, lambda c: c.execute(sql, (token, batch)).rowcount)
+
+
 class _Pending:
     """One record waiting for the writer thread, and what became of it."""
 
@@ -83,108 +131,112 @@ class _Pending:
         self.error = None
 
 
-class GroupCommitWriter:
-    """A writer thread per process that commits every record waiting in one transaction and one fsync."""
+class _WriterState:
+    """One process's queue and writer thread."""
 
-    def __init__(self, path, timeout):
+    def __init__(self, target):
+        self.cond = threading.Condition()
+        self.queue = []
+        self.closed = False
+        self.thread = threading.Thread(target=target, args=(self,), name="sqlite-group-commit", daemon=True)
+        self.thread.start()
+
+
+class GroupCommitWriter:
+    """A writer thread per process that commits every record waiting in one transaction and one fsync.
+
+    Between commits it also purges expired records (retention_days), at most every PURGE_INTERVAL seconds.
+    """
+
+    def __init__(self, path, timeout, retention_days=None):
         self.path = path
         self.timeout = timeout
-        self._init_lock = threading.Lock()
-        self._pid = None
-        self._cond = None
-        self._queue = []
-        self._thread = None
-        self._closed = False
-
-    def _started(self):
-        """This process's queue and thread (a thread and a lock do not survive fork: made afresh)."""
-        if self._pid != os.getpid():
-            with self._init_lock:
-                if self._pid != os.getpid():
-                    self._cond, self._queue, self._closed = threading.Condition(), [], False
-                    self._thread = threading.Thread(target=self._run, name="sqlite-group-commit", daemon=True)
-                    self._thread.start()
-                    self._pid = os.getpid()
-        return self._cond
+        self.retention_days = retention_days
+        self._state = ForkLocal(lambda: _WriterState(self._run))
 
     def write(self, params):
         """Insert one row; returns once it is committed and fsynced, raises StoreUnavailable otherwise."""
         pending = _Pending(params)
-        cond = self._started()
-        with cond:
-            if self._closed:
+        state = self._state.get()
+        with state.cond:
+            if state.closed:
                 raise StoreUnavailable("sqlite: the store is closed")
-            self._queue.append(pending)
-            cond.notify()
+            state.queue.append(pending)
+            state.cond.notify()
         # The writer waits at most `timeout` for the file lock; allow that plus the write itself.
         if not pending.done.wait(self.timeout + 5.0):
             raise StoreUnavailable("sqlite: the write was not committed in time")
         if pending.error is not None:
             raise pending.error
 
-    def _run(self):
+    def _run(self, state):
         conn = None
+        next_purge = time.monotonic() if self.retention_days is not None else float("inf")
         while True:
-            with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._queue:
+            with state.cond:
+                while not state.queue and not state.closed and time.monotonic() < next_purge:
+                    state.cond.wait(min(next_purge - time.monotonic(), 3600.0))
+                if not state.queue and state.closed:
                     break
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            error = None
+                batch, state.queue = state.queue[:MAX_BATCH], state.queue[MAX_BATCH:]
             try:
                 conn = conn or connect(self.path, self.timeout)
-                _commit(conn, [p.params for p in batch])
+                if batch:
+                    self._commit(conn, batch)
+                elif self._purge_step(conn) < PURGE_BATCH:  # one batch at a time: writes never wait long
+                    next_purge = time.monotonic() + PURGE_INTERVAL
             except sqlite3.Error as exc:
-                error = StoreUnavailable(f"sqlite: {exc}")
+                log.warning("sqlite writer: %s", exc)
+                for pending in batch:
+                    pending.error = StoreUnavailable(f"sqlite: {exc}")
                 if conn is not None:
                     conn.close()
                 conn = None
+                next_purge = max(next_purge, time.monotonic() + 1.0)
             for pending in batch:
-                pending.error = error
                 pending.done.set()
         if conn is not None:
             conn.close()
 
+    def _commit(self, conn, batch):
+        transaction(conn, lambda c: c.executemany(INSERT, [p.params for p in batch]))
+
+    def _purge_step(self, conn):
+        removed = purge_expired(conn, self.retention_days)
+        if removed:
+            log.info("sqlite retention: purged %d expired records", removed)
+        return removed
+
     def close(self, timeout=10.0):
         """Write what is queued, then stop the thread (bounded wait)."""
-        if self._pid != os.getpid():
+        state = self._state.pop()
+        if state is None:
             return
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout)
-        self._pid = None
-
-
-def _commit(conn, rows):
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany(INSERT, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        with state.cond:
+            state.closed = True
+            state.cond.notify()
+        state.thread.join(timeout)
 
 
 class SqliteStore(RecordStore):
     """Records in a local SQLite database file."""
 
-    def __init__(self, path, timeout=5.0):
+    def __init__(self, path, timeout=5.0, retention_days=None):
         self.path = str(path)
         self.timeout = timeout
-        self._local = threading.local()
-        self._writer = GroupCommitWriter(self.path, timeout)
+        self.retention_days = retention_days
+        self._local = thread_local()
+        self._writer = GroupCommitWriter(self.path, timeout, retention_days)
 
     def _db(self):
-        conn = getattr(self._local, "conn", None)
+        local = self._local.get()
+        conn = getattr(local, "conn", None)
         if conn is None:
             try:
                 conn = connect(self.path, self.timeout)
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"sqlite: {exc}") from exc
-            self._local.conn = conn
+            local.conn = conn
         return conn
 
     def _run(self, sql, params=()):
@@ -194,41 +246,24 @@ class SqliteStore(RecordStore):
             raise StoreUnavailable(f"sqlite: {exc}") from exc
 
     def init_schema(self):
-        """Create the record_data table and its index if missing, in WAL mode (which persists in the file)."""
+        """Create (or bring up to date) the tables, index and count triggers, in WAL mode (persists in the file)."""
 
         def create():
             self._db().execute("PRAGMA journal_mode=WAL")
-            self._db().executescript(SCHEMA)
+            transaction(self._db(), _create_schema)
 
         retry_while_locked(create, "sqlite")
 
     def add(self, record):
         """Insert the record (group-committed, fsynced); a second insert of the same id is ignored."""
-        self._writer.write(
-            (
-                sort_token(record.id),
-                str(record.id),
-                record.created_at.isoformat(),
-                record.digit,
-                record.confidence,
-                json.dumps(list(record.probabilities)),
-                record.source,
-                record.client_ip,
-                record.image,
-                record.image_type,
-                record.model_input,
-                record.model_version,
-                record.latency_ms,
-                record.label,
-            ),
-        )
+        self._writer.write((sort_token(record.id), *encode(record, "to_sql")))
 
     def get(self, record_id):
         """Return one record or raise RecordNotFound."""
-        row = self._run(f"SELECT {COLUMNS} FROM record_data WHERE id = ?", (str(record_id),)).fetchone()
+        row = self._run(f"SELECT {COLUMNS} FROM record_data WHERE {ID.name} = ?", (str(record_id),)).fetchone()
         if row is None:
             raise RecordNotFound()
-        return _to_record(row)
+        return from_sql_row(row)
 
     def recent(self, limit, cursor=None):
         """Newest first, `limit` at a time, after the cursor's record."""
@@ -237,26 +272,37 @@ class SqliteStore(RecordStore):
             f"SELECT {COLUMNS} FROM record_data WHERE sort_token < ? ORDER BY sort_token DESC LIMIT ?",
             (after, limit + 1),
         ).fetchall()
-        records = [_to_record(row) for row in rows[:limit]]
+        records = [from_sql_row(row) for row in rows[:limit]]
         return records, (records[-1].id if len(rows) > limit else None)
 
     def set_label(self, record_id, label):
-        """Store the user's label and return the record."""
+        """Store the user's label and return the record (the trigger adjusts the counts)."""
         label = check_label(label)
-        cur = self._run("UPDATE record_data SET label = ? WHERE id = ?", (label, str(record_id)))
+        cur = self._run(f"UPDATE record_data SET {L} = ? WHERE {ID.name} = ?", (label, str(record_id)))
         if cur.rowcount == 0:
             raise RecordNotFound()
         return self.get(record_id)
 
     def stats(self):
-        """Counts per digit, labelled and correctly predicted records."""
-        per_digit = {d: 0 for d in range(10)}
-        for digit, count in self._run("SELECT result, COUNT(*) FROM record_data GROUP BY result"):
-            per_digit[digit] = count
-        labelled, correct = self._run(
-            "SELECT COUNT(label), COALESCE(SUM(label = result), 0) FROM record_data WHERE label IS NOT NULL"
-        ).fetchone()
+        """Counts per digit, labelled and correctly predicted records, from the trigger-kept counts."""
+        per_digit, labelled, correct = zero_per_digit(), 0, 0
+        for digit, total, digit_labelled, digit_correct in self._run("SELECT * FROM record_counts"):
+            per_digit[digit] = total
+            labelled += digit_labelled
+            correct += digit_correct
         return Stats(total=sum(per_digit.values()), per_digit=per_digit, labelled=labelled, correct=correct)
+
+    def purge(self, now=None):
+        """Delete every expired record now, in bounded batches; returns how many went."""
+        removed = 0
+        while True:
+            try:
+                step = purge_expired(self._db(), self.retention_days, now)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+            removed += step
+            if step < PURGE_BATCH:
+                return removed
 
     def ping(self):
         """Run a trivial query."""
@@ -265,40 +311,25 @@ class SqliteStore(RecordStore):
     def close(self):
         """Stop the writer thread and close this thread's connection."""
         self._writer.close()
-        conn = getattr(self._local, "conn", None)
+        local = self._local.peek()
+        conn = getattr(local, "conn", None)
         if conn is not None:
             conn.close()
-            self._local.conn = None
+            local.conn = None
 
 
-def _to_record(row):
-    (
-        rid,
-        date,
-        result,
-        confidence,
-        probabilities,
-        source,
-        client_ip,
-        image,
-        image_type,
-        model_input,
-        model_version,
-        latency_ms,
-        label,
-    ) = row
-    return Record(
-        id=uuid.UUID(rid),
-        created_at=datetime.datetime.fromisoformat(date),
-        digit=result,
-        confidence=confidence,
-        probabilities=json.loads(probabilities),
-        source=source,
-        client_ip=client_ip,
-        image=bytes(image),
-        image_type=image_type,
-        model_input=bytes(model_input),
-        model_version=model_version,
-        latency_ms=latency_ms,
-        label=label,
-    )
+def add_missing_columns(conn, table, fields):
+    """ALTER TABLE ADD COLUMN for each field the table lacks (a field added since the file was made)."""
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for field in fields:
+        if field.name not in have:  # new fields are nullable, so no default is needed
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {field.name} {field.sql_type}")
+
+
+def _create_schema(conn):
+    conn.execute(TABLE)
+    conn.execute(INDEX)
+    add_missing_columns(conn, "record_data", FIELDS)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_counts'").fetchone() is None:
+        for statement in COUNTS:
+            conn.execute(statement)

@@ -1,0 +1,21 @@
+"""What the service accepts, defined once: digits and labels, image types, and the default size limits."""
+
+# The digits the model predicts and a label may name.
+DIGITS = range(10)
+
+# Image formats (named from their magic bytes) and the MIME type a record stores for each.
+IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "bmp": "image/bmp"}
+# Further spellings clients send for the same formats (a raw body's Content-Type, a data URL's type).
+IMAGE_TYPE_ALIASES = {"image/jpg": "jpeg", "image/x-ms-bmp": "bmp"}
+ACCEPTED_IMAGE_TYPES = frozenset(IMAGE_TYPES.values()) | frozenset(IMAGE_TYPE_ALIASES)
+
+# Defaults of the size limits (each overridable by its MNIST_* variable, see config.py).
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_IMAGE_PIXELS = 16_000_000
+MAX_DECODED_BYTES = 48 * 1024 * 1024
+HISTORY_LIMIT = 100
+
+
+def is_digit(value):
+    """Whether value is an int (not a bool) naming a digit."""
+    return isinstance(value, int) and not isinstance(value, bool) and value in DIGITS

@@ -144,7 +144,7 @@ class Gunicorn:
     """One gunicorn started with the project's gunicorn.conf.py on a free port."""
 
     def __init__(self, app, folder, env=None):
-        from services import free_port
+        from svc_common import free_port
 
         self.app = app
         self.port = free_port()
@@ -246,7 +246,8 @@ def worker_rss(server):
 @contextlib.contextmanager
 def cassandra_node(folder):
     """A real Cassandra 5.0 node on free loopback ports for the run (scripts/services.py)."""
-    from services import CassandraServer, free_port
+    from svc_cassandra import CassandraServer
+    from svc_common import free_port
 
     server = CassandraServer(
         base_dir=Path(folder) / "cassandra",

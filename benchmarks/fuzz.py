@@ -232,7 +232,7 @@ def own_gunicorn():
 
     Yields (host, port, master pid, path of its log) while it runs.
     """
-    from services import free_port
+    from svc_common import free_port
 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mnist-fuzz-") as tmp:

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -23,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servers import free_port, server_unavailable
+from support.harness import ServerExited, running, server_unavailable, wait_http
+from support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -34,36 +34,14 @@ VENV_BIN = Path(sys.executable).parent
 SECURITY_HEADER = "X-Content-Type-Options"
 
 
-def _log_tail(path, limit=3000):
-    return Path(path).read_text(errors="replace")[-limit:] if Path(path).exists() else ""
-
-
 @contextlib.contextmanager
 def _serving(argv, env, log_path, port, ready_path="/readyz", deadline_s=120):
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + deadline_s
-        while True:
-            if process.poll() is not None:
-                server_unavailable(f"{argv[1]} exited ({process.returncode}):\n{_log_tail(log_path)}")
-            with contextlib.suppress(OSError):
-                if request(port, "GET", ready_path, timeout=5)[0] == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"{argv} not ready within {deadline_s}s:\n{_log_tail(log_path)}")
-            time.sleep(0.5)
+    with running(argv, env, log_path, stop_timeout=45) as process:
+        try:
+            wait_http(f"http://127.0.0.1:{port}{ready_path}", process, log_path, deadline_s, interval=0.5)
+        except ServerExited as exc:
+            server_unavailable(str(exc))
         yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=45)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
 
 
 def _env(tmp, **extra):

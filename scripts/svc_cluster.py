@@ -107,20 +107,20 @@ class CassandraCluster:
         if not node.is_running():
             node.start(wait=False)
         node.wait_ready(self.start_timeout)
-        self.wait_seen_up(n)
+        self.wait_seen(n, "UN")
         seconds = time.monotonic() - began
         log.info("cluster node %s (%s) up and in the ring after %.1f s", n, node.host, seconds)
         return seconds
 
-    def wait_seen_up(self, n, timeout=None):
-        """Wait until every other running node's `nodetool status` shows node n UN (up, normal)."""
+    def wait_seen(self, n, state="UN", timeout=None):
+        """Wait until every other running node's `nodetool status` shows node n in `state` (UN: up, normal)."""
         host = self.node(n).host
         others = [m for m in range(1, len(self.nodes) + 1) if m != n and self.node(m).is_running()]
 
         def seen():
-            return all(self.ring(m).get(host) == "UN" for m in others)
+            return all(self.ring(m).get(host) == state for m in others)
 
-        wait_until(seen, timeout or self.start_timeout, 1.0, f"node {n} ({host}) seen UP by nodes {others}")
+        wait_until(seen, timeout or self.start_timeout, 1.0, f"node {n} ({host}) seen {state} by nodes {others}")
 
     def kill_node(self, n):
         """SIGKILL node n (a crash: no drain, no flush); True if it was running."""

@@ -98,11 +98,9 @@ test: $(VENV)/.dev system-deps cassandra-jars lint
 	$(TEST_SERVICES_ENV) $(BIN)/python scripts/services.py start
 	status=0; \
 	$(TEST_CLUSTER_ENV) $(BIN)/python scripts/services.py cluster start || status=$$?; \
-	if [ $$status = 0 ]; then \
-		$(TEST_CLUSTER_ENV) MNIST_TEST_CLUSTER_URL=$$($(TEST_CLUSTER_ENV) $(BIN)/python scripts/services.py cluster url) \
-		MNIST_TEST_CASSANDRA_URL=cassandra://127.0.0.1:19042/mnist MNIST_TEST_REDIS_URL=redis://127.0.0.1:16379/0 \
-			$(BIN)/python -m pytest -p no:cacheprovider || status=$$?; \
-	fi; \
+	$(TEST_CLUSTER_ENV) MNIST_TEST_CLUSTER_URL="$$($(TEST_CLUSTER_ENV) $(BIN)/python scripts/services.py cluster url)" \
+	MNIST_TEST_CASSANDRA_URL=cassandra://127.0.0.1:19042/mnist MNIST_TEST_REDIS_URL=redis://127.0.0.1:16379/0 \
+		$(BIN)/python -m pytest -p no:cacheprovider || status=$$?; \
 	$(TEST_CLUSTER_ENV) $(BIN)/python scripts/services.py cluster stop || true; \
 	$(TEST_SERVICES_ENV) $(BIN)/python scripts/services.py stop || true; \
 	$(MAKE) --no-print-directory image-test || status=$$?; \

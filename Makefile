@@ -27,7 +27,7 @@ NODE ?=
 # The container image `make image` builds (scripts/image.sh: docker or podman, whichever works).
 IMAGE ?= mnist_web:latest
 
-.PHONY: image image-test help run run-proxy fuzz test lint services services-stop cluster cluster-status cluster-stop cluster-node-kill cluster-node-start system-deps cassandra-jars train evaluate bench bench-serving assets clean
+.PHONY: image image-test help run run-proxy fuzz test lint services services-stop cluster cluster-status cluster-stop cluster-node-kill cluster-node-start cluster-nodetool system-deps cassandra-jars train evaluate bench bench-serving assets clean
 
 help:
 	@echo "make run       set up and serve http://$(HOST):$(PORT) (SQLite store)"
@@ -36,6 +36,7 @@ help:
 	@echo "make services  start Cassandra 5.0 (127.0.0.1:9042) and Redis (127.0.0.1:6379); make services-stop"
 	@echo "make cluster   start a 3-node Cassandra cluster on 127.0.1.1-3:9042; make cluster-status | cluster-stop"
 	@echo "               make cluster-node-kill NODE=n (SIGKILL) | cluster-node-start NODE=n (back in the ring)"
+	@echo "               make cluster-nodetool NODE=n ARGS=\"repair -full mnist\" (the real nodetool)"
 	@echo "make image     build $(IMAGE) with docker or podman; make image-test: build it and smoke-test it"
 	@echo "make train | evaluate | bench | bench-serving | assets"
 
@@ -90,6 +91,11 @@ cluster-node-kill:
 cluster-node-start:
 	@test -n "$(NODE)" || { echo "usage: make cluster-node-start NODE=n"; exit 2; }
 	$(BIN)/python scripts/services.py cluster start-node $(NODE)
+
+# The real nodetool against node n: make cluster-nodetool NODE=2 ARGS="repair -full mnist"
+cluster-nodetool:
+	@test -n "$(NODE)" || { echo "usage: make cluster-nodetool NODE=n ARGS=\"status\""; exit 2; }
+	$(BIN)/python scripts/services.py cluster nodetool $(NODE) $(or $(ARGS),status)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ Usage:  python scripts/services.py start|stop|status [cassandra] [redis]
         python scripts/services.py fetch      (only download the Cassandra jars, e.g. to warm a CI cache)
         python scripts/services.py cluster start|stop|status|url
         python scripts/services.py cluster kill N | start-node N
+        python scripts/services.py cluster nodetool N ARGS...   (the real nodetool against node N)
 
 The servers themselves live in svc_cassandra.py (one node from the Maven Central jars, or the
 official image), svc_redis.py (Debian's redis-server) and svc_cluster.py (three nodes on
@@ -68,10 +69,10 @@ def single(action, names):
     return status
 
 
-def cluster(action, node):
-    """start|stop|status|url|kill|start-node of the local cluster; the exit status."""
+def cluster(action, node, extra=()):
+    """start|stop|status|url|kill|start-node|nodetool of the local cluster; the exit status."""
     nodes = CassandraCluster()
-    if action in ("kill", "start-node") and node is None:
+    if action in ("kill", "start-node", "nodetool") and node is None:
         raise ServiceError(f"cluster {action} needs a node number (1..{len(nodes.nodes)})")
     if action == "start":
         log.info("cluster took %.1f s to start", nodes.start())
@@ -86,6 +87,8 @@ def cluster(action, node):
         print(f"cluster: {nodes.stop()} node(s) stopped")
     elif action == "url":
         print(nodes.url)
+    elif action == "nodetool":
+        print(nodes.nodetool(node, *extra, timeout=3600), end="")
     else:
         print("\n".join(nodes.status()))
         print(nodes.url)
@@ -97,7 +100,9 @@ def main(argv=None):
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "stop", "status", "fetch", "cluster"])
-    parser.add_argument("args", nargs="*", help="services (cassandra, redis; default both), or the cluster action")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, help="services (cassandra, redis; default both), or the cluster action"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -113,10 +118,13 @@ def main(argv=None):
             )
             return 0
         if args.action == "cluster":
-            actions = ("start", "stop", "status", "url", "kill", "start-node")
-            if not args.args or args.args[0] not in actions or len(args.args) > 2:
-                parser.error(f"cluster needs one of {', '.join(actions)} (and a node number for kill/start-node)")
-            return cluster(args.args[0], int(args.args[1]) if len(args.args) > 1 else None)
+            actions = ("start", "stop", "status", "url", "kill", "start-node", "nodetool")
+            if not args.args or args.args[0] not in actions or (len(args.args) > 2 and args.args[0] != "nodetool"):
+                parser.error(
+                    f"cluster needs one of {', '.join(actions)} (and a node number for kill/start-node/nodetool)"
+                )
+            node = int(args.args[1]) if len(args.args) > 1 else None
+            return cluster(args.args[0], node, args.args[2:])
         unknown = set(args.args) - {"cassandra", "redis"}
         if unknown:
             parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")

@@ -15,10 +15,9 @@ from pathlib import Path
 from svc_common import (
     DEFAULT_SERVICES_DIR,
     REPO_ROOT,
+    PidFileServer,
     ServiceError,
-    alive,
     port_open,
-    read_pid,
     tail,
     terminate,
 )
@@ -184,7 +183,7 @@ def cql_ready(host, port, timeout=10.0):
         cluster.shutdown()
 
 
-class CassandraServer:
+class CassandraServer(PidFileServer):
     """One local Cassandra node run from the Maven Central jars: start(), stop(), url, wait_ready()."""
 
     MARKER = "org.apache.cassandra.service.CassandraDaemon"
@@ -224,6 +223,7 @@ class CassandraServer:
         self.data_dir = self.base_dir / "data"
         self.log_dir = self.base_dir / "logs"
         self.pid_file = self.base_dir / "cassandra.pid"
+        self.marker = str(self.conf_dir / "cassandra.yaml")  # in its command line: a reused pid is not this node
         self._proc = None
 
     @property
@@ -231,16 +231,11 @@ class CassandraServer:
         """The MNIST_DATABASE_URL that reaches this node."""
         return f"cassandra://{self.host}:{self.port}/{self.keyspace}"
 
-    @property
-    def pid(self):
-        """The server's process id from the pid file, or None."""
-        return read_pid(self.pid_file)
-
     def is_running(self):
         """True when this node's java process is alive."""
         if self._proc is not None:  # our own child: poll() also reaps it, and sees it before exec()
             return self._proc.poll() is None
-        return alive(self.pid, str(self.conf_dir / "cassandra.yaml"))
+        return super().is_running()
 
     def _write_config(self):
         self.conf_dir.mkdir(parents=True, exist_ok=True)
@@ -345,14 +340,14 @@ class CassandraServer:
 
     def stop(self, timeout=60.0):
         """Stop the node (SIGTERM, bounded wait, then SIGKILL); True if one was running."""
-        stopped = terminate(self.pid, str(self.conf_dir / "cassandra.yaml"), timeout, "cassandra")
+        stopped = terminate(self.pid, self.marker, timeout, "cassandra")
         self._proc = None
         self.pid_file.unlink(missing_ok=True)
         return stopped
 
     def kill(self):
         """Stop the node at once with SIGKILL (a crash, for outage tests)."""
-        stopped = terminate(self.pid, str(self.conf_dir / "cassandra.yaml"), 0, "cassandra")
+        stopped = terminate(self.pid, self.marker, 0, "cassandra")
         self._proc = None
         return stopped
 

@@ -60,6 +60,22 @@ def alive(pid, marker=None):
     return marker is None or marker in cmdline
 
 
+class PidFileServer:
+    """A background server known by its pid file and a marker in its command line (so a reused pid is not it)."""
+
+    pid_file = None
+    marker = None
+
+    @property
+    def pid(self):
+        """The server's process id from the pid file, or None."""
+        return read_pid(self.pid_file)
+
+    def is_running(self):
+        """True when the server's process is alive."""
+        return alive(self.pid, self.marker)
+
+
 def reap(pid):
     """Collect the exit status of our own child so it is not left a zombie (no-op for others)."""
     try:

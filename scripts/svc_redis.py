@@ -8,12 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from svc_common import DEFAULT_SERVICES_DIR, ServiceError, alive, port_open, read_pid, tail
+from svc_common import DEFAULT_SERVICES_DIR, PidFileServer, ServiceError, alive, port_open, tail
 
 log = logging.getLogger("services")
 
 
-class RedisServer:
+class RedisServer(PidFileServer):
     """One local redis-server, daemonized with its own dir and pid file: start(), stop(), url, wait_ready()."""
 
     def __init__(self, base_dir=None, host=None, port=None, db=None):
@@ -25,21 +25,12 @@ class RedisServer:
         self.pid_file = self.base_dir / "redis.pid"
         self.log_file = self.base_dir / "redis.log"
         # redis-server titles itself "redis-server HOST:PORT": a reused pid will not match.
-        self._marker = f"redis-server {self.host}:{self.port}"
+        self.marker = f"redis-server {self.host}:{self.port}"
 
     @property
     def url(self):
         """The MNIST_DATABASE_URL that reaches this server."""
         return f"redis://{self.host}:{self.port}/{self.db}"
-
-    @property
-    def pid(self):
-        """The server's process id from the pid file, or None."""
-        return read_pid(self.pid_file)
-
-    def is_running(self):
-        """True when this redis-server process is alive."""
-        return alive(self.pid, self._marker)
 
     def start(self, wait=True, timeout=None):
         """Start redis-server daemonized (no-op if running) and, by default, wait for PING."""
@@ -107,13 +98,13 @@ class RedisServer:
     def stop(self, timeout=30.0):
         """Stop the server (SIGTERM makes it flush and exit; bounded wait, then SIGKILL)."""
         pid = self.pid
-        if not alive(pid, self._marker):
+        if not alive(pid, self.marker):
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and alive(pid, self._marker):
+        while time.monotonic() < deadline and alive(pid, self.marker):
             time.sleep(0.1)
-        if alive(pid, self._marker):
+        if alive(pid, self.marker):
             log.warning("redis (pid %s) did not stop within %.0f s: killing it", pid, timeout)
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)

@@ -87,6 +87,11 @@ class CassandraCluster:
             f"?replication_factor={self.replication_factor}"
         )
 
+    @property
+    def host(self):
+        """The first node's address: a contact point, for code that wants one server's host and port."""
+        return self.hosts[0]
+
     def node(self, n):
         """Node n, counted from 1 as in `make cluster-node-kill NODE=n`."""
         if not 1 <= int(n) <= len(self.nodes):

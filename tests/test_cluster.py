@@ -36,14 +36,7 @@ def keyspace(cassandra_cluster):
     name = fresh_keyspace()
     yield name
     with contextlib.suppress(Exception):  # cleanup only; the cluster may be half down after a failure
-        drop_keyspace(_First(cassandra_cluster), name)
-
-
-class _First:
-    """host/port of the cluster's first node, as drop_keyspace wants a server."""
-
-    def __init__(self, cluster):
-        self.host, self.port = cluster.hosts[0], cluster.port
+        drop_keyspace(cassandra_cluster, name)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ MNIST_TEST_CLUSTER_URL. A server that cannot start fails the run when CI=true an
 otherwise (harness.server_unavailable). tests/conftest.py loads this module with `pytest_plugins`.
 """
 
-import contextlib
 import datetime
 import logging
 import os
@@ -131,26 +130,23 @@ def cassandra_cluster(tmp_path_factory):
             server_unavailable(f"MNIST_TEST_CLUSTER_URL={url} is not the cluster CLUSTER_HOSTS names ({cluster.hosts})")
         if not all(node.is_running() for node in cluster.nodes):
             server_unavailable(f"MNIST_TEST_CLUSTER_URL={url}: not every node runs (CLUSTER_DIR={cluster.base_dir})")
-        cluster.external = True
         yield cluster
         for n, node in enumerate(cluster.nodes, start=1):  # leave it as found for `make test` to stop
             if not node.is_running():
                 cluster.start_node(n)
         return
+    cluster = CassandraCluster(
+        hosts=",".join(free_loopback_hosts(3, (9042, 7000))),
+        port=9042,
+        storage_port=7000,
+        jmx_port=free_port_run(3),
+        base_dir=tmp_path_factory.mktemp("cluster"),
+        unsafe_system=True,  # test data need not survive a power cut; schema changes get much faster
+    )
     try:
-        cluster = CassandraCluster(
-            hosts=",".join(free_loopback_hosts(3, (9042, 7000))),
-            port=9042,
-            storage_port=7000,
-            jmx_port=free_port_run(3),
-            base_dir=tmp_path_factory.mktemp("cluster"),
-            unsafe_system=True,  # test data need not survive a power cut; schema changes get much faster
-        )
-        cluster.external = False
         cluster.start_seconds = cluster.start()
-    except (ServiceError, OSError, RuntimeError) as exc:
-        with contextlib.suppress(NameError):
-            cluster.stop(timeout=10)
+    except (ServiceError, OSError) as exc:
+        cluster.stop(timeout=10)
         server_unavailable(f"could not start the 3-node Cassandra cluster: {exc}")
     log.info("test cluster up on %s after %.1f s", cluster.url, cluster.start_seconds)
     yield cluster

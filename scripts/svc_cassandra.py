@@ -20,6 +20,7 @@ from svc_common import (
     port_open,
     tail,
     terminate,
+    wait_until,
 )
 
 log = logging.getLogger("services")
@@ -319,24 +320,28 @@ class CassandraServer(PidFileServer):
         return self
 
     def wait_ready(self, timeout=None):
-        """Block until the node answers a CQL query; raise ServiceError after timeout seconds or if it dies."""
+        """Block until the node answers a CQL query (seconds taken); ServiceError after timeout or if it dies."""
         timeout = float(timeout or os.environ.get("CASSANDRA_START_TIMEOUT", 240))
         started = time.monotonic()
-        deadline = started + timeout
-        while time.monotonic() < deadline:
+
+        def answers():
             if not self.is_running():
                 raise ServiceError(
                     f"cassandra exited during start-up; last log lines:\n"
                     f"{tail(self.log_dir / 'stdout.log')}\n{tail(self.log_dir / 'system.log')}"
                 )
-            if cql_ready(self.host, self.port):
-                log.info("cassandra ready on %s:%s after %.1f s", self.host, self.port, time.monotonic() - started)
-                return time.monotonic() - started
-            time.sleep(1.0)
-        raise ServiceError(
-            f"cassandra did not answer CQL on {self.host}:{self.port} within {timeout:.0f} s; "
-            f"see {self.log_dir / 'system.log'}"
+            return cql_ready(self.host, self.port)
+
+        wait_until(
+            answers,
+            timeout,
+            1.0,
+            f"cassandra answering CQL on {self.host}:{self.port}",
+            lambda: f"; see {self.log_dir / 'system.log'}",
         )
+        seconds = time.monotonic() - started
+        log.info("cassandra ready on %s:%s after %.1f s", self.host, self.port, seconds)
+        return seconds
 
     def stop(self, timeout=60.0):
         """Stop the node (SIGTERM, bounded wait, then SIGKILL); True if one was running."""
@@ -388,12 +393,10 @@ class DockerCassandraServer:
 
     def wait_ready(self, timeout=None):
         """Block until the container answers CQL."""
-        deadline = time.monotonic() + float(timeout or os.environ.get("CASSANDRA_START_TIMEOUT", 240))
-        while time.monotonic() < deadline:
-            if cql_ready(self.host, self.port):
-                return
-            time.sleep(2.0)
-        raise ServiceError(f"cassandra container did not answer CQL on {self.host}:{self.port}")
+        timeout = float(timeout or os.environ.get("CASSANDRA_START_TIMEOUT", 240))
+        wait_until(
+            lambda: cql_ready(self.host, self.port), timeout, 2.0, f"cassandra container on {self.host}:{self.port}"
+        )
 
     def stop(self, timeout=60.0):
         """Stop and remove the container."""

@@ -116,15 +116,18 @@ def terminate(pid, marker, timeout, what):
     return True
 
 
-def wait_until(check, timeout, interval, what):
-    """Call check() until it returns a true value (returned) or timeout seconds pass (ServiceError)."""
+def wait_until(check, timeout, interval, what, detail=None):
+    """Call check() until it returns a true value (returned) or timeout seconds pass (ServiceError).
+
+    `what` names the awaited thing in the error; `detail()`, if given, adds to it (a log tail).
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise ServiceError(f"{what}: not within {timeout:.0f} s")
+            raise ServiceError(f"{what}: not within {timeout:.0f} s{detail() if detail else ''}")
         time.sleep(interval)
 
 

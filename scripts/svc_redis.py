@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from svc_common import DEFAULT_SERVICES_DIR, PidFileServer, ServiceError, alive, port_open, tail
+from svc_common import DEFAULT_SERVICES_DIR, PidFileServer, ServiceError, alive, port_open, tail, wait_until
 
 log = logging.getLogger("services")
 
@@ -79,21 +79,25 @@ class RedisServer(PidFileServer):
 
         timeout = float(timeout or os.environ.get("REDIS_START_TIMEOUT", 30))
         started = time.monotonic()
-        deadline = started + timeout
         client = redis.Redis(host=self.host, port=self.port, socket_timeout=2, socket_connect_timeout=2)
+
+        def pong():
+            try:
+                return client.ping()
+            except redis.RedisError:
+                return False
+
         try:
-            while time.monotonic() < deadline:
-                try:
-                    if client.ping():
-                        return time.monotonic() - started
-                except redis.RedisError:
-                    pass
-                time.sleep(0.1)
+            wait_until(
+                pong,
+                timeout,
+                0.1,
+                f"redis answering PING on {self.host}:{self.port}",
+                lambda: f"; log:\n{tail(self.log_file)}",
+            )
         finally:
             client.close()
-        raise ServiceError(
-            f"redis did not answer PING on {self.host}:{self.port} within {timeout:.0f} s; log:\n{tail(self.log_file)}"
-        )
+        return time.monotonic() - started
 
     def stop(self, timeout=30.0):
         """Stop the server (SIGTERM makes it flush and exit; bounded wait, then SIGKILL)."""

@@ -2,9 +2,9 @@
 
 import random
 
-from svc_common import free_port, port_open
+from svc_common import ServiceError, free_port, port_open
 
-__all__ = ["free_port", "free_loopback_hosts"]
+__all__ = ["free_port", "free_loopback_hosts", "free_port_run"]
 
 
 def free_loopback_hosts(count, ports, tries=50):
@@ -16,7 +16,7 @@ def free_loopback_hosts(count, ports, tries=50):
         hosts = [f"127.0.{octet}.{n}" for n in range(1, count + 1)]
         if not any(port_open(host, port, timeout=0.2) for host in hosts for port in ports):
             return hosts
-    raise RuntimeError(f"no free loopback addresses for {count} nodes after {tries} tries")
+    raise ServiceError(f"no free loopback addresses for {count} nodes after {tries} tries")
 
 
 def free_port_run(count, tries=50):
@@ -25,4 +25,4 @@ def free_port_run(count, tries=50):
         base = free_port()
         if base + count < 65535 and not any(port_open("127.0.0.1", base + i, timeout=0.2) for i in range(count)):
             return base
-    raise RuntimeError(f"no {count} consecutive free ports after {tries} tries")
+    raise ServiceError(f"no {count} consecutive free ports after {tries} tries")

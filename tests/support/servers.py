@@ -135,18 +135,20 @@ def cassandra_cluster(tmp_path_factory):
             if not node.is_running():
                 cluster.start_node(n)
         return
-    cluster = CassandraCluster(
-        hosts=",".join(free_loopback_hosts(3, (9042, 7000))),
-        port=9042,
-        storage_port=7000,
-        jmx_port=free_port_run(3),
-        base_dir=tmp_path_factory.mktemp("cluster"),
-        unsafe_system=True,  # test data need not survive a power cut; schema changes get much faster
-    )
+    cluster = None
     try:
+        cluster = CassandraCluster(
+            hosts=",".join(free_loopback_hosts(3, (9042, 7000))),
+            port=9042,
+            storage_port=7000,
+            jmx_port=free_port_run(3),
+            base_dir=tmp_path_factory.mktemp("cluster"),
+            unsafe_system=True,  # test data need not survive a power cut; schema changes get much faster
+        )
         cluster.start_seconds = cluster.start()
     except (ServiceError, OSError) as exc:
-        cluster.stop(timeout=10)
+        if cluster is not None:
+            cluster.stop(timeout=10)
         server_unavailable(f"could not start the 3-node Cassandra cluster: {exc}")
     log.info("test cluster up on %s after %.1f s", cluster.url, cluster.start_seconds)
     yield cluster

@@ -34,16 +34,17 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+from support import harness  # noqa: E402  (tests/support: the one way to run a server process)
+from support.ports import free_port  # noqa: E402
+
 MNIST_APP = "mnist_web:create_app()"
 CONSTANT_APP = "bench_serving:constant_app()"  # imported by gunicorn from benchmarks/
 
@@ -108,17 +109,6 @@ def write_lua(folder, bodies):
     return path
 
 
-def http_status(url, timeout=5):
-    """The status of a GET, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return None
-
-
 def rss_mb(pid):
     """Resident memory of a process in MiB (None if it is gone)."""
     try:
@@ -130,23 +120,10 @@ def rss_mb(pid):
     return None
 
 
-def children(pid):
-    """Child process ids (gunicorn's workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return sorted(found)
-
-
 class Gunicorn:
     """One gunicorn started with the project's gunicorn.conf.py on a free port."""
 
     def __init__(self, app, folder, env=None):
-        from services import free_port
-
         self.app = app
         self.port = free_port()
         self.folder = Path(folder)
@@ -160,14 +137,9 @@ class Gunicorn:
         }
         self.process = None
         self.ready_s = None
-        self.command = [
-            str(GUNICORN),
-            "-c",
-            str(REPO / "gunicorn.conf.py"),
-            "--pythonpath",
-            str(REPO / "benchmarks"),
-            app,
-        ]
+        self.command = harness.gunicorn_argv(
+            "--pythonpath", str(REPO / "benchmarks"), app=app, config=REPO / "gunicorn.conf.py"
+        )
 
     @property
     def base(self):
@@ -177,39 +149,18 @@ class Gunicorn:
     def start(self, timeout=180):
         """Start gunicorn and wait for /readyz to answer 200; records the seconds it took."""
         started = time.monotonic()
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = started + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
-            if http_status(f"{self.base}/readyz") == 200:
-                self.ready_s = time.monotonic() - started
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn not ready within {timeout} s: {self.log_path.read_text()[-3000:]}")
+        self.process = harness.start(self.command, self.env, self.log_path)
+        harness.wait_http(f"{self.base}/readyz", self.process, self.log_path, timeout, interval=0.1)
+        self.ready_s = time.monotonic() - started
+        return self
 
     def workers(self):
         """The worker pids now."""
-        return children(self.process.pid)
+        return harness.child_pids(self.process.pid)
 
     def stop(self):
         """Graceful stop (SIGTERM to the master), bounded; then SIGKILL the group."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        harness.stop(self.process)
 
 
 class ProxiedStack(Gunicorn):
@@ -230,10 +181,10 @@ class ProxiedStack(Gunicorn):
 
     def workers(self):
         """The worker pids of the gunicorn behind nginx."""
-        for pid in children(self.process.pid):
+        for pid in harness.child_pids(self.process.pid):
             with contextlib.suppress(OSError):
                 if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return children(pid)
+                    return harness.child_pids(pid)
         return []
 
 
@@ -273,7 +224,7 @@ def worker_rss(server):
 @contextlib.contextmanager
 def cassandra_node(folder):
     """A real Cassandra 5.0 node on free loopback ports for the run (scripts/services.py)."""
-    from services import CassandraServer, free_port
+    from svc_cassandra import CassandraServer
 
     server = CassandraServer(
         base_dir=Path(folder) / "cassandra",

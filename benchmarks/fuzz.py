@@ -23,7 +23,6 @@ import random
 import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from urllib.parse import quote, urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "BREW", "get", "G\x00T", "M" * 40]
 PATHS = [
@@ -232,7 +232,8 @@ def own_gunicorn():
 
     Yields (host, port, master pid, path of its log) while it runs.
     """
-    from services import free_port
+    from support import harness
+    from support.ports import free_port
 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mnist-fuzz-") as tmp:
@@ -246,21 +247,13 @@ def own_gunicorn():
             "MNIST_SPOOL_PATH": f"{tmp}/spool.sqlite3",
             "PROMETHEUS_MULTIPROC_DIR": f"{tmp}/metrics",
         }
-        argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "mnist_web:create_app()"]
-        log = open(f"{tmp}/gunicorn.log", "wb")
-        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            for _ in range(240):
-                if send("127.0.0.1", port, b"GET /readyz HTTP/1.1\r\nHost: f\r\n\r\n", "GET", 5) == 200:
-                    break
-                time.sleep(0.5)
-            else:
-                sys.exit("gunicorn did not become ready:\n" + Path(f"{tmp}/gunicorn.log").read_text()[-3000:])
-            yield "127.0.0.1", port, process.pid, Path(f"{tmp}/gunicorn.log")
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
-            log.close()
+        log_path = Path(tmp) / "gunicorn.log"
+        with harness.running(harness.gunicorn_argv(), env, log_path, stop_timeout=60) as process:
+            try:
+                harness.wait_http(f"http://127.0.0.1:{port}/readyz", process, log_path, 120, interval=0.5)
+            except (harness.ServerExited, harness.ServerNotReady) as exc:
+                sys.exit(f"gunicorn did not become ready: {exc}")
+            yield "127.0.0.1", port, process.pid, log_path
 
 
 def logged_errors(log_path):

@@ -7,7 +7,9 @@ from mnist_web import create_app
 from mnist_web.canvas import encode_png, render_drawing
 from mnist_web.datasets import load_mnist
 from mnist_web.recognizer import get_recognizer
-from servers import *  # noqa: F403  (session fixtures for the real Cassandra and Redis servers)
+
+# Session fixtures for the real Cassandra node, Redis and the 3-node cluster (tests/support/).
+pytest_plugins = ["support.servers"]
 
 
 @pytest.fixture

@@ -15,16 +15,15 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from support.harness import gunicorn_argv, running, server_unavailable, wait_http
+from support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "docs" / "screenshot.png"
@@ -38,32 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _skip_or_fail(reason):
-    if IN_CI:
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
 # ---- server ------------------------------------------------------------------------------------
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gunicorn_command(port):
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    command = [str(gunicorn)] if gunicorn.exists() else [sys.executable, "-m", "gunicorn"]
-    if (REPO / "gunicorn.conf.py").exists():
-        command += ["-c", "gunicorn.conf.py"]
-    # Command-line settings win over the config file: loopback only, and one worker (one model in memory).
-    command += ["--bind", f"127.0.0.1:{port}", "--workers", "1", "mnist_web:create_app()"]
-    return command
 
 
 def _get(url, timeout=5.0):
@@ -80,7 +54,7 @@ def base_url(tmp_path_factory):
         return
 
     tmp = tmp_path_factory.mktemp("browser_server")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update(
         MNIST_DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
@@ -92,38 +66,12 @@ def base_url(tmp_path_factory):
     )
     log_path = tmp / "server.log"
     url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            _gunicorn_command(port), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if server.poll() is not None:
-                pytest.fail(
-                    f"the server exited with {server.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}"
-                )
-            try:
-                status, _ = _get(url + "/healthz", timeout=2.0)
-                if status == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the server did not answer /healthz within {SERVER_START_TIMEOUT:.0f}s:\n"
-                    + log_path.read_text(errors="replace")[-4000:]
-                )
-            time.sleep(0.25)
+    # Command-line settings win over the config file: loopback only, and one worker (one model in memory).
+    argv = gunicorn_argv("--bind", f"127.0.0.1:{port}", "--workers", "1")
+    with running(argv, env, log_path, stop_timeout=15) as server:
+        wait_http(url + "/healthz", server, log_path, SERVER_START_TIMEOUT, "liveness")
         _wait_until_ready(url, server, log_path)
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
 
 
 def _wait_until_ready(url, server, log_path):
@@ -174,7 +122,7 @@ def browser():
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
-        _skip_or_fail(f"playwright is not installed: {exc}")
+        server_unavailable(f"playwright is not installed: {exc}")
 
     playwright = sync_playwright().start()
     launched, failures = None, []
@@ -186,7 +134,7 @@ def browser():
             failures.append(f"{executable or 'playwright bundled chromium'}: {str(exc).splitlines()[0]}")
     if launched is None:
         playwright.stop()
-        _skip_or_fail("Chromium cannot be launched:\n" + "\n".join(failures))
+        server_unavailable("Chromium cannot be launched:\n" + "\n".join(failures))
     try:
         yield launched
     finally:

@@ -11,7 +11,7 @@ import pytest
 
 from mnist_web import create_app
 from mnist_web.store.cassandra import CassandraStore
-from servers import cassandra_url, fresh_keyspace
+from support.servers import cassandra_url, fresh_keyspace
 
 CQLSH = Path(sys.executable).parent / "cqlsh"
 

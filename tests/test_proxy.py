@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -24,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servers import free_port, server_unavailable
+from support.harness import ServerExited, child_pids, log_tail, running, server_unavailable, wait_http
+from support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -35,36 +35,14 @@ VENV_BIN = Path(sys.executable).parent
 SECURITY_HEADER = "X-Content-Type-Options"
 
 
-def _log_tail(path, limit=3000):
-    return Path(path).read_text(errors="replace")[-limit:] if Path(path).exists() else ""
-
-
 @contextlib.contextmanager
 def _serving(argv, env, log_path, port, ready_path="/readyz", deadline_s=120):
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + deadline_s
-        while True:
-            if process.poll() is not None:
-                server_unavailable(f"{argv[1]} exited ({process.returncode}):\n{_log_tail(log_path)}")
-            with contextlib.suppress(OSError):
-                if request(port, "GET", ready_path, timeout=5)[0] == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"{argv} not ready within {deadline_s}s:\n{_log_tail(log_path)}")
-            time.sleep(0.5)
+    with running(argv, env, log_path, stop_timeout=45) as process:
+        try:
+            wait_http(f"http://127.0.0.1:{port}{ready_path}", process, log_path, deadline_s, interval=0.5)
+        except ServerExited as exc:
+            server_unavailable(str(exc))
         yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=45)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
 
 
 def _env(tmp, **extra):
@@ -322,16 +300,6 @@ def test_slowloris_does_not_starve_predictions(proxied):
     assert counts["reconnects"] >= 200  # nginx timed the slow clients out, and they came back
 
 
-def _children(pid):
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
 def test_posts_held_by_a_killed_worker_are_retried_into_one_record(tmp_path, drawing):
     """Workers SIGKILLed under load: nginx passes their requests on, every POST gets a 201, and the retried
     ones are stored once (the record id comes from nginx's request id), so records == answers exactly."""
@@ -367,7 +335,7 @@ def test_posts_held_by_a_killed_worker_are_retried_into_one_record(tmp_path, dra
                 failures.append((status, body[:200]))
 
     with _serving([sys.executable, "scripts/run_proxy.py"], env, tmp_path / "proxy.log", port) as proxy:
-        (master,) = [pid for pid in _children(proxy.pid) if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        (master,) = [pid for pid in child_pids(proxy.pid) if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         clients = [threading.Thread(target=post_until_stopped, args=(i,)) for i in range(6)]
         for thread in clients:
             thread.start()
@@ -375,9 +343,9 @@ def test_posts_held_by_a_killed_worker_are_retried_into_one_record(tmp_path, dra
         try:
             for kill in range(10):  # until some kill has cut POSTs off mid-request (nginx logs each)
                 time.sleep(1.5)
-                os.kill(max(_children(master)), signal.SIGKILL)
+                os.kill(max(child_pids(master)), signal.SIGKILL)
                 time.sleep(1.0)
-                cut_off = _log_tail(tmp_path / "proxy.log", 10**7).count("from upstream, client")
+                cut_off = log_tail(tmp_path / "proxy.log", 10**7).count("from upstream, client")
                 if cut_off and kill >= 1:
                     break
             time.sleep(2)

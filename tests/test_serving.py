@@ -14,85 +14,20 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from test_delivery import digit_pngs, http, log_tail
+from test_delivery import digit_pngs
 from test_store_contract import make_record
 
 from mnist_web.db import StoreHolder
 from mnist_web.store.base import new_record_id
 from mnist_web.store.sqlite import SqliteStore
-from servers import cassandra_url, free_port, fresh_keyspace
+from support.harness import GunicornServer, http, log_tail
+from support.servers import cassandra_url, fresh_keyspace
 
-REPO = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 NESTED = "[" * 5000 + "]" * 5000
-
-
-class GunicornServer:
-    """gunicorn -c gunicorn.conf.py "mnist_web:create_app()" on a free port, with its own store and log."""
-
-    def __init__(self, tmp_path, database_url=None, workers=2, threads=2):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / f"gunicorn-{self.port}.log"
-        self.database = tmp_path / "records.sqlite3"
-        self.env = {
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "WEB_CONCURRENCY": str(workers),
-            "GUNICORN_THREADS": str(threads),
-            "MNIST_DATABASE_URL": database_url or f"sqlite:///{self.database}",
-            "MNIST_SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{self.port}"),
-        }
-        self.process = None
-
-    def start(self):
-        """Start gunicorn (returns at once)."""
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(GUNICORN), "-c", "gunicorn.conf.py", "mnist_web:create_app()"],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def wait_ready(self, deadline_s=120):
-        """Poll /readyz until 200; fail if gunicorn dies or never gets there."""
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"gunicorn exited:\n{log_tail(self.log_path)}"
-            with contextlib.suppress(OSError):
-                if http("GET", f"{self.base}/readyz", timeout=10)[0] == 200:
-                    return self
-            time.sleep(0.1)
-        pytest.fail(f"not ready within {deadline_s} s:\n{log_tail(self.log_path)}")
-
-    def workers(self):
-        """The worker pids."""
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False)
-        return sorted(int(pid) for pid in out.stdout.split())
-
-    def stop(self):
-        """Graceful stop, bounded; then kill the process group."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture

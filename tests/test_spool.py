@@ -4,14 +4,14 @@ import threading
 import time
 
 import pytest
-from services import free_port
 from test_store_contract import make_record
 
 from mnist_web.errors import StoreUnavailable
 from mnist_web.store.cassandra import CassandraStore
 from mnist_web.store.spool import SpooledStore
 from mnist_web.store.sqlite import SqliteStore
-from servers import cassandra_url, fresh_keyspace
+from support.ports import free_port
+from support.servers import cassandra_url, fresh_keyspace
 
 
 class SwitchableStore(SqliteStore):

@@ -5,11 +5,11 @@ import multiprocessing
 import random
 
 import pytest
+from servers import timeuuid_at
 from test_spool import wait_for
 from test_store_contract import BACKENDS, make_record, open_test_store
 
 from mnist_web.store.spool import SpooledStore
-from servers import timeuuid_at
 
 UTC = datetime.UTC
 

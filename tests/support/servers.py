@@ -1,51 +1,30 @@
 """Session fixtures for the real database servers the storage tests run against.
 
-Each fixture starts its own server on free 127.0.0.1 ports under a temporary directory (via
-scripts/services.py), or reuses a running one named by MNIST_TEST_CASSANDRA_URL /
-MNIST_TEST_REDIS_URL. A server that cannot start fails the run when CI=true and skips its tests
-otherwise. tests/conftest.py imports these with `from servers import *`.
+Each fixture starts its own server on free loopback ports under a temporary directory (via
+scripts/svc_*.py), or reuses a running one named by MNIST_TEST_CASSANDRA_URL / MNIST_TEST_REDIS_URL /
+MNIST_TEST_CLUSTER_URL. A server that cannot start fails the run when CI=true and skips its tests
+otherwise (harness.server_unavailable). tests/conftest.py loads this module with `pytest_plugins`.
 """
 
 import datetime
 import logging
 import os
 import random
-import sys
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-# scripts/ is not a package; services.py is both the `make services` CLI and this module's helper.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from svc_cassandra import CassandraServer, cql_ready
+from svc_cluster import CassandraCluster
+from svc_common import ServiceError
+from svc_redis import RedisServer
 
-from services import CassandraServer, RedisServer, ServiceError, cql_ready, free_port  # noqa: E402
-
-__all__ = [
-    "cassandra_server",
-    "redis_server",
-    "restartable_cassandra",
-    "ExternalServer",
-    "fresh_keyspace",
-    "cassandra_url",
-    "drop_keyspace",
-    "free_port",
-    "redis_url",
-    "drop_redis_prefix",
-    "timeuuid_at",
-    "server_unavailable",
-]
+from .harness import server_unavailable
+from .ports import free_loopback_hosts, free_port, free_port_run
 
 log = logging.getLogger(__name__)
 UUID_EPOCH_TICKS = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 to 1970-01-01
-
-
-def server_unavailable(message):
-    """Fail (CI=true) or skip (elsewhere) because a database server could not be had."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 class ExternalServer:
@@ -134,6 +113,46 @@ def redis_server(tmp_path_factory):
     server.restartable = True
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def cassandra_cluster(tmp_path_factory):
+    """A real 3-node Cassandra cluster the tests may kill nodes of: MNIST_TEST_CLUSTER_URL's, or its own.
+
+    With MNIST_TEST_CLUSTER_URL (`make test` sets it), the cluster is the one scripts/services.py
+    started with the same CLUSTER_* environment, so its pid files let the tests kill and restart
+    nodes. Otherwise three nodes start on free loopback addresses under a temporary folder.
+    """
+    url = os.environ.get("MNIST_TEST_CLUSTER_URL")
+    if url:
+        cluster = CassandraCluster()
+        if urlsplit(url).netloc.rsplit(":", 1)[0].split(",") != cluster.hosts:
+            server_unavailable(f"MNIST_TEST_CLUSTER_URL={url} is not the cluster CLUSTER_HOSTS names ({cluster.hosts})")
+        if not all(node.is_running() for node in cluster.nodes):
+            server_unavailable(f"MNIST_TEST_CLUSTER_URL={url}: not every node runs (CLUSTER_DIR={cluster.base_dir})")
+        yield cluster
+        for n, node in enumerate(cluster.nodes, start=1):  # leave it as found for `make test` to stop
+            if not node.is_running():
+                cluster.start_node(n)
+        return
+    cluster = None
+    try:
+        cluster = CassandraCluster(
+            hosts=",".join(free_loopback_hosts(3, (9042, 7000))),
+            port=9042,
+            storage_port=7000,
+            jmx_port=free_port_run(3),
+            base_dir=tmp_path_factory.mktemp("cluster"),
+            unsafe_system=True,  # test data need not survive a power cut; schema changes get much faster
+        )
+        cluster.start_seconds = cluster.start()
+    except (ServiceError, OSError) as exc:
+        if cluster is not None:
+            cluster.stop(timeout=10)
+        server_unavailable(f"could not start the 3-node Cassandra cluster: {exc}")
+    log.info("test cluster up on %s after %.1f s", cluster.url, cluster.start_seconds)
+    yield cluster
+    cluster.stop(timeout=30)
 
 
 def fresh_keyspace():

@@ -155,3 +155,47 @@ def test_cassandra_keyspace_made_before_the_rollups_is_counted_once(cassandra_st
     store.close()
     store.init_schema()
     assert counts(store) == (4, {0: 1, 1: 1, 2: 1, 3: 1}, 4, 4)
+
+
+@pytest.fixture
+def sqlite_store(request, tmp_path):
+    """A fresh SQLite store."""
+    request.param = "sqlite"
+    yield from open_test_store(request, tmp_path)
+
+
+@pytest.fixture
+def redis_store(request, tmp_path):
+    """A fresh Redis store."""
+    request.param = "redis"
+    yield from open_test_store(request, tmp_path)
+
+
+def test_sqlite_file_made_before_the_counts_is_counted_once(sqlite_store):
+    store = sqlite_store
+    records = [make_record(digit=d % 10, label=d % 10 if d % 2 else None) for d in range(12)]
+    for record in records:
+        store.add(record)
+    conn = store._db()
+    for name in ("record_counts_insert", "record_counts_update", "record_counts_delete"):
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE record_counts")  # as the previous version left the file
+    store.init_schema()
+    store.init_schema()  # idempotent: counted once
+    assert counts(store)[0] == 12 and counts(store)[2:] == (6, 6)
+
+
+def test_redis_store_with_the_old_global_counters_is_recounted_by_day(redis_store):
+    store = redis_store
+    records = [make_record(digit=d % 10, label=d % 10 if d % 2 else None) for d in range(12)]
+    for record in records:
+        store.add(record)
+    client = store._conn.get()[0]
+    for key in client.scan_iter(match=f"{store.prefix}stat*"):
+        client.delete(key)
+    client.hset(store._key("digits"), "3", 99)  # the previous version's global counters
+    client.hset(store._key("stats"), "labelled", 99)
+    store.init_schema()
+    store.init_schema()
+    assert counts(store)[0] == 12 and counts(store)[2:] == (6, 6)
+    assert not client.exists(store._key("digits"), store._key("stats"))

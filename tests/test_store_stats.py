@@ -20,6 +20,17 @@ def store(request, tmp_path):
     yield from open_test_store(request, tmp_path)
 
 
+def single_backend(name):
+    """A fixture: a fresh store of one backend."""
+
+    @pytest.fixture
+    def fixture(request, tmp_path):
+        request.param = name
+        yield from open_test_store(request, tmp_path)
+
+    return fixture
+
+
 def counts(store):
     """(total, per-digit counts that are not zero, labelled, correct)."""
     stats = store.stats()
@@ -117,11 +128,7 @@ def test_several_processes_adding_the_same_records_count_each_once(store):
     assert counts(store) == (len(every), per_digit, 10, 10)
 
 
-@pytest.fixture
-def cassandra_store(request, tmp_path):
-    """A fresh Cassandra store."""
-    request.param = "cassandra"
-    yield from open_test_store(request, tmp_path)
+cassandra_store = single_backend("cassandra")
 
 
 def test_cassandra_seals_closed_hours_and_keeps_only_recent_marks(cassandra_store):
@@ -157,18 +164,10 @@ def test_cassandra_keyspace_made_before_the_rollups_is_counted_once(cassandra_st
     assert counts(store) == (4, {0: 1, 1: 1, 2: 1, 3: 1}, 4, 4)
 
 
-@pytest.fixture
-def sqlite_store(request, tmp_path):
-    """A fresh SQLite store."""
-    request.param = "sqlite"
-    yield from open_test_store(request, tmp_path)
+sqlite_store = single_backend("sqlite")
 
 
-@pytest.fixture
-def redis_store(request, tmp_path):
-    """A fresh Redis store."""
-    request.param = "redis"
-    yield from open_test_store(request, tmp_path)
+redis_store = single_backend("redis")
 
 
 def test_sqlite_file_made_before_the_counts_is_counted_once(sqlite_store):

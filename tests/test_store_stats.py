@@ -20,6 +20,17 @@ def store(request, tmp_path):
     yield from open_test_store(request, tmp_path)
 
 
+def single_backend(name):
+    """A fixture: a fresh store of one backend."""
+
+    @pytest.fixture
+    def fixture(request, tmp_path):
+        request.param = name
+        yield from open_test_store(request, tmp_path)
+
+    return fixture
+
+
 def counts(store):
     """(total, per-digit counts that are not zero, labelled, correct)."""
     stats = store.stats()
@@ -117,11 +128,7 @@ def test_several_processes_adding_the_same_records_count_each_once(store):
     assert counts(store) == (len(every), per_digit, 10, 10)
 
 
-@pytest.fixture
-def cassandra_store(request, tmp_path):
-    """A fresh Cassandra store."""
-    request.param = "cassandra"
-    yield from open_test_store(request, tmp_path)
+cassandra_store = single_backend("cassandra")
 
 
 def test_cassandra_seals_closed_hours_and_keeps_only_recent_marks(cassandra_store):
@@ -155,3 +162,39 @@ def test_cassandra_keyspace_made_before_the_rollups_is_counted_once(cassandra_st
     store.close()
     store.init_schema()
     assert counts(store) == (4, {0: 1, 1: 1, 2: 1, 3: 1}, 4, 4)
+
+
+sqlite_store = single_backend("sqlite")
+
+
+redis_store = single_backend("redis")
+
+
+def test_sqlite_file_made_before_the_counts_is_counted_once(sqlite_store):
+    store = sqlite_store
+    records = [make_record(digit=d % 10, label=d % 10 if d % 2 else None) for d in range(12)]
+    for record in records:
+        store.add(record)
+    conn = store._db()
+    for name in ("record_counts_insert", "record_counts_update", "record_counts_delete"):
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE record_counts")  # as the previous version left the file
+    store.init_schema()
+    store.init_schema()  # idempotent: counted once
+    assert counts(store)[0] == 12 and counts(store)[2:] == (6, 6)
+
+
+def test_redis_store_with_the_old_global_counters_is_recounted_by_day(redis_store):
+    store = redis_store
+    records = [make_record(digit=d % 10, label=d % 10 if d % 2 else None) for d in range(12)]
+    for record in records:
+        store.add(record)
+    client = store._conn.get()[0]
+    for key in client.scan_iter(match=f"{store.prefix}stat*"):
+        client.delete(key)
+    client.hset(store._key("digits"), "3", 99)  # the previous version's global counters
+    client.hset(store._key("stats"), "labelled", 99)
+    store.init_schema()
+    store.init_schema()
+    assert counts(store)[0] == 12 and counts(store)[2:] == (6, 6)
+    assert not client.exists(store._key("digits"), store._key("stats"))

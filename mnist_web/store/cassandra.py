@@ -364,26 +364,27 @@ class CassandraStore(RecordStore):
         """
         from cassandra.query import UNSET_VALUE
 
-        ttl = retention.ttl_seconds(record.id, self.retention_days)
+        made = record_time(record.id)
+        ttl = retention.day_ttl_seconds(made.date(), self.retention_days)
         if ttl is not None and ttl <= 0:
             return  # already past its retention (a late replay): it would be gone at once
         conn = self._conn.get()
         session, stmts = self._statements()
-        day, hour = cassandra_stats.hour_of(record.id)
+        day, hour = made.date().isoformat(), made.hour
         # UNSET, not null: no tombstone, and a replayed record keeps a label set meanwhile.
         values = [UNSET_VALUE if v is None else v for v in encode(record, "to_cql")]
         live = (day, hour) == cassandra_stats.current_hour()
-        mark = cassandra_stats.mark_values(day, hour, ttl)
         futures = [session.execute_async(stmts["insert"], (day, self._shard(record.id), *values, ttl or 0))]
-        if live and (day, hour) not in conn.marked:
-            futures.append(session.execute_async(stmts["mark"], mark))
+        new_mark = live and (day, hour) not in conn.marked
+        if new_mark:
+            futures.append(session.execute_async(stmts["mark"], cassandra_stats.mark_values(day, hour, ttl)))
         if day not in conn.days:
             futures.append(session.execute_async(stmts["insert_day"], (DAYS_BUCKET, day, ttl or 0)))
         for future in futures:
             self._wait(future)
         if not live:  # after the acknowledgement: a recount that reads this mark sees the record
-            self._wait(session.execute_async(stmts["mark"], mark))
-        elif (day, hour) not in conn.marked:
+            self._wait(session.execute_async(stmts["mark"], cassandra_stats.mark_values(day, hour, ttl)))
+        elif new_mark:
             conn.marked = {(day, hour)}  # earlier hours are sealed by others: forget them
         conn.days.add(day)
 

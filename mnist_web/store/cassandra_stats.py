@@ -120,7 +120,10 @@ class Rollups:
         # Usually only the current hour (and the last one, within GRACE) is marked: ask for them with the
         # marks, so that stats take one round trip; used only if the marks say that was enough.
         today, hour = current_hour(now)
-        guess = (today, {max(hour - 1, 0), hour}, self._start_day(session, stmts, today, {max(hour - 1, 0), hour}))
+        hours = {hour}
+        if hour and now - hour_start(today, hour) < 2 * GRACE:  # the last hour may not be sealed yet
+            hours.add(hour - 1)
+        guess = (today, hours, self._start_day(session, stmts, today, hours))
         marked = {}
         for row in self.store._wait(marks_future):
             marked.setdefault(row.day, {}).setdefault(row.hour, []).append(row.mark)

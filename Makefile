@@ -19,9 +19,10 @@ TEST_SERVICES_ENV := CASSANDRA_PORT=19042 CASSANDRA_STORAGE_PORT=17000 CASSANDRA
 	CASSANDRA_DIR=$(CURDIR)/.cache/test-services/cassandra REDIS_PORT=16379 REDIS_DIR=$(CURDIR)/.cache/test-services/redis
 
 # The 3-node cluster `make test` starts for tests/test_cluster.py: its own addresses, JMX ports and folder,
-# so a `make cluster` (127.0.1.1-3) may run beside it. CLUSTER_UNSAFE_SYSTEM: test data need no fsync.
+# so a `make cluster` (127.0.1.1-3) may run beside it. Not CLUSTER_UNSAFE_SYSTEM: the tests SIGKILL nodes,
+# and a node killed before it flushed its system tables comes back without the tests' keyspace.
 TEST_CLUSTER_ENV := CLUSTER_HOSTS=127.0.2.1,127.0.2.2,127.0.2.3 CLUSTER_JMX_PORT=17301 \
-	CLUSTER_DIR=$(CURDIR)/.cache/test-cluster CLUSTER_UNSAFE_SYSTEM=1
+	CLUSTER_DIR=$(CURDIR)/.cache/test-cluster
 NODE ?=
 
 # The container image `make image` builds (scripts/image.sh: docker or podman, whichever works).

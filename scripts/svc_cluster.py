@@ -10,8 +10,8 @@ nodes says (the real nodetool from the cassandra-all jar, over JMX).
 
 Environment (all optional): CLUSTER_HOSTS (127.0.1.1,127.0.1.2,127.0.1.3), CLUSTER_PORT (9042),
 CLUSTER_STORAGE_PORT (7000), CLUSTER_JMX_PORT (7301), CLUSTER_DIR (.cache/cluster), CLUSTER_HEAP
-(512M), CLUSTER_START_TIMEOUT (240 s per node), CLUSTER_RF (3), CLUSTER_UNSAFE_SYSTEM (0; 1 for
-tests: system tables without fsync), CASSANDRA_KEYSPACE (mnist), CASSANDRA_LIB.
+(512M), CLUSTER_START_TIMEOUT (240 s per node), CLUSTER_RF (3), CLUSTER_UNSAFE_SYSTEM (0; 1:
+system tables not made durable, unsafe where nodes are killed), CASSANDRA_KEYSPACE (mnist), CASSANDRA_LIB.
 """
 
 import logging
@@ -51,7 +51,9 @@ class CassandraCluster:
         unsafe_system=None,
     ):
         env = os.environ
-        if unsafe_system is None:  # tests only: no fsync of system tables, much faster schema changes
+        # Faster schema changes, but a node SIGKILLed before it flushed its system tables forgets the
+        # keyspaces created meanwhile: never where nodes are killed.
+        if unsafe_system is None:
             unsafe_system = env.get("CLUSTER_UNSAFE_SYSTEM") == "1"
         self.hosts = [h.strip() for h in (hosts or env.get("CLUSTER_HOSTS") or DEFAULT_HOSTS).split(",") if h.strip()]
         self.port = int(port or env.get("CLUSTER_PORT", 9042))

@@ -143,7 +143,9 @@ def cassandra_cluster(tmp_path_factory):
             storage_port=7000,
             jmx_port=free_port_run(3),
             base_dir=tmp_path_factory.mktemp("cluster"),
-            unsafe_system=True,  # test data need not survive a power cut; schema changes get much faster
+            # Not unsafe_system: the tests SIGKILL nodes, and a node killed before it flushed its
+            # system tables would come back without the test keyspace.
+            unsafe_system=False,
         )
         cluster.start_seconds = cluster.start()
     except (ServiceError, OSError) as exc:

@@ -15,9 +15,8 @@ client sent) and only if the start time is near now; otherwise, and without a pr
 import hashlib
 import re
 import time
-import uuid
 
-from .store.base import UUID_EPOCH_TICKS, new_record_id
+from .store.base import UUID_EPOCH_TICKS, new_record_id, timeuuid
 
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 REQUEST_START = re.compile(r"[0-9]{9,11}\.[0-9]{3}")
@@ -39,17 +38,6 @@ def record_id_for(headers, trusted_proxy):
 
 def derived_record_id(request_id, start_ms):
     """The version-1 UUID for a request id and its start (ms since 1970): same inputs, same id."""
-    ticks = start_ms * 10_000 + UUID_EPOCH_TICKS  # 100 ns intervals since 1582-10-15
     digest = int.from_bytes(hashlib.blake2b(request_id.encode("ascii"), digest_size=8).digest(), "big")
-    clock_seq = digest >> 50  # 14 bits
-    node = (digest & 0xFFFF_FFFF_FFFF) | 0x0100_0000_0000  # multicast bit: not a real MAC (RFC 4122 4.5)
-    return uuid.UUID(
-        fields=(
-            ticks & 0xFFFF_FFFF,
-            (ticks >> 32) & 0xFFFF,
-            ((ticks >> 48) & 0x0FFF) | 0x1000,
-            ((clock_seq >> 8) & 0x3F) | 0x80,
-            clock_seq & 0xFF,
-            node,
-        )
-    )
+    # 14 bits of clock sequence, 48 of node with the multicast bit set: not a real MAC (RFC 4122 4.5).
+    return timeuuid(start_ms * 10_000 + UUID_EPOCH_TICKS, digest >> 50, (digest & 0xFFFF_FFFF_FFFF) | 1 << 40)

@@ -4,12 +4,12 @@ import datetime
 import random
 
 import pytest
-from servers import timeuuid_at
 from test_spool import wait_for
 from test_store_contract import BACKENDS, make_record, open_test_store
 
 from mnist_web.errors import RecordNotFound
 from mnist_web.store import retention, sqlite
+from mnist_web.store.base import timeuuid_at
 from mnist_web.store.sqlite import SqliteStore
 
 UTC = datetime.UTC

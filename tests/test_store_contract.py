@@ -9,10 +9,10 @@ import pytest
 
 from mnist_web.errors import InvalidLabel, RecordNotFound
 from mnist_web.store import open_store
-from mnist_web.store.base import Record, record_time
+from mnist_web.store.base import Record, record_time, timeuuid_at
 from mnist_web.store.cassandra import CassandraStore
 from mnist_web.store.redis import RedisStore
-from support.servers import cassandra_url, drop_keyspace, drop_redis_prefix, fresh_keyspace, redis_url, timeuuid_at
+from support.servers import cassandra_url, drop_keyspace, drop_redis_prefix, fresh_keyspace, redis_url
 
 BACKENDS = ["sqlite", "cassandra", "redis"]
 UTC = datetime.UTC

@@ -5,10 +5,10 @@ import multiprocessing
 import random
 
 import pytest
-from servers import timeuuid_at
 from test_spool import wait_for
 from test_store_contract import BACKENDS, make_record, open_test_store
 
+from mnist_web.store.base import timeuuid_at
 from mnist_web.store.spool import SpooledStore
 
 UTC = datetime.UTC

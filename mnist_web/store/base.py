@@ -80,10 +80,13 @@ def uuid_ticks(moment):
 
 def timeuuid_at(moment, rng, tick=0):
     """A version-1 UUID made at `moment` (+ tick x 100 ns) with random clock sequence and node (bulk loads)."""
-    ticks = uuid_ticks(moment) + tick
-    clock_seq = rng.getrandbits(14)
+    return timeuuid(uuid_ticks(moment) + tick, rng.getrandbits(14), rng.getrandbits(48))
+
+
+def timeuuid(ticks, clock_seq, node):
+    """The version-1 UUID of a time (100 ns ticks since 1582-10-15), a 14-bit clock sequence and a 48-bit node."""
     fields = (ticks & 0xFFFFFFFF, (ticks >> 32) & 0xFFFF, ((ticks >> 48) & 0x0FFF) | 0x1000)
-    return uuid.UUID(fields=(*fields, ((clock_seq >> 8) & 0x3F) | 0x80, clock_seq & 0xFF, rng.getrandbits(48)))
+    return uuid.UUID(fields=(*fields, ((clock_seq >> 8) & 0x3F) | 0x80, clock_seq & 0xFF, node))
 
 
 def sort_token(record_id):

@@ -6,10 +6,8 @@ MNIST_TEST_CLUSTER_URL. A server that cannot start fails the run when CI=true an
 otherwise (harness.server_unavailable). tests/conftest.py loads this module with `pytest_plugins`.
 """
 
-import datetime
 import logging
 import os
-import random
 import uuid
 from urllib.parse import urlsplit
 
@@ -24,7 +22,6 @@ from .harness import server_unavailable
 from .ports import free_loopback_hosts, free_port, free_port_run
 
 log = logging.getLogger(__name__)
-UUID_EPOCH_TICKS = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 to 1970-01-01
 
 
 class ExternalServer:
@@ -197,20 +194,3 @@ def drop_keyspace(server, keyspace):
         log.warning("could not drop keyspace %s: %s", keyspace, exc)
     finally:
         cluster.shutdown()
-
-
-def timeuuid_at(moment, tick=0, rng=random):
-    """A version-1 UUID whose time is `moment` (+ tick x 100 ns), with random clock sequence and node."""
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-    ticks = (moment - epoch) // datetime.timedelta(microseconds=1) * 10 + UUID_EPOCH_TICKS + tick
-    clock_seq = rng.getrandbits(14)
-    return uuid.UUID(
-        fields=(
-            ticks & 0xFFFFFFFF,
-            (ticks >> 32) & 0xFFFF,
-            ((ticks >> 48) & 0x0FFF) | 0x1000,
-            ((clock_seq >> 8) & 0x3F) | 0x80,
-            clock_seq & 0xFF,
-            rng.getrandbits(48),
-        )
-    )

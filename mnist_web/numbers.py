@@ -34,14 +34,19 @@ def _break_stroke(ink, rng):
     """Erase a short gap right across a stroke, as a pen lifted for a moment leaves."""
     mask = (ink > 0.5).astype(np.uint8)
     depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
-    # Points on a stroke's middle line: a gap centred there, wider than the half-width, cuts it through.
+    # Points on a stroke's middle line; the stroke runs along the line its neighbouring middle points make.
     ridge = np.argwhere((depth >= cv2.dilate(depth, np.ones((3, 3), np.uint8)) - 0.5) & (depth > 1))
-    if len(ridge) == 0:
+    if len(ridge) < 3:
         return ink
     row, col = ridge[rng.integers(len(ridge))]
-    radius = int(np.ceil(depth[row, col] + rng.uniform(1, 3)))
+    half = float(depth[row, col]) + 2
+    near = ridge[np.hypot(*(ridge - (row, col)).T) <= 2 * half].astype(np.float32)
+    _, _, axes = np.linalg.svd(near - near.mean(axis=0), full_matrices=False)
+    across = np.array([-axes[0][1], axes[0][0]])  # (drow, dcol) perpendicular to the stroke
+    start = (int(round(col - across[1] * half)), int(round(row - across[0] * half)))
+    end = (int(round(col + across[1] * half)), int(round(row + across[0] * half)))
     out = ink.copy()
-    cv2.circle(out, (int(col), int(row)), radius, 0.0, -1)
+    cv2.line(out, start, end, 0.0, int(rng.integers(2, 6)))
     return out
 
 

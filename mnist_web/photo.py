@@ -12,8 +12,8 @@ import numpy as np
 # The page is estimated on a copy reduced to this longest side: light varies slowly, strokes are thin.
 BACKGROUND_SIDE = 256
 # Closing window on the reduced copy, as a fraction of its longest side: wider than any pen stroke.
-CLOSING_FRACTION = 0.06
-# A page whose smoothed brightness spans more than this, or whose grain exceeds GRAIN, is a photo.
+CLOSING_FRACTION = 0.08
+# A page edge whose smoothed brightness spans more than this, or whose grain exceeds GRAIN, is a photo's.
 UNEVEN_LIGHT = 0.04
 GRAIN = 0.006
 # Components smaller than this fraction of the largest stroke component are grain or dust.
@@ -30,21 +30,23 @@ def _page(gray):
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     page = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
     page = cv2.GaussianBlur(page, (0, 0), side / 2)
-    return cv2.resize(page, (width, height), interpolation=cv2.INTER_LINEAR), small, page
+    return cv2.resize(page, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def looks_like_photo(gray):
-    """True when the page is unevenly lit or grainy, as a photo of paper is and a canvas drawing never is."""
-    page, small, smooth = _page(gray)
-    # Light: the spread of the smoothed page. Grain: the median deviation of the page from its smoothing.
-    spread = float(np.percentile(smooth, 95) - np.percentile(smooth, 5))
-    grain = float(np.median(np.abs(small - smooth)))
-    return spread > UNEVEN_LIGHT or grain > GRAIN
+    """True when the page's edge is unevenly lit or grainy, as a photo's is and a canvas drawing's never is."""
+    # The edge of the picture is page (strokes rarely reach it): a canvas has one flat colour there.
+    border = np.concatenate([gray[0], gray[:, -1], gray[-1, ::-1], gray[::-1, 0]]).astype(np.float32)
+    window = max(5, len(border) // 100) | 1
+    trend = cv2.medianBlur(np.round(border * 255).astype(np.uint8).reshape(1, -1), window).ravel() / 255.0
+    light = float(np.percentile(trend, 95) - np.percentile(trend, 5))
+    grain = float(np.median(np.abs(border - trend)))
+    return light > UNEVEN_LIGHT or grain > GRAIN
 
 
 def photo_ink(gray):
     """Return ink strength 0..1 (white on black) of a photographed page, with grain and specks removed."""
-    page, _, _ = _page(gray)
+    page = _page(gray)
     contrast = np.clip(1.0 - gray / np.maximum(page, 1e-3), 0.0, 1.0).astype(np.float32)
     # Most pixels are paper: their median and spread measure the grain; Otsu splits strokes from paper.
     centre = float(np.median(contrast))

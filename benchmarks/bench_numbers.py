@@ -1,9 +1,11 @@
 """Numbers: exact-match and per-digit accuracy on canvas numbers and paper photos, and a 6-digit number's time.
 
     MNIST_DATA_DIR=/work/shared/mnist .venv/bin/python benchmarks/bench_numbers.py [--canvas 500] [--photos 500]
+        [--singles 2000] [--runs 100] [--inference numpy]
 
 Both sets are generated from the MNIST test digits with fixed seeds (mnist_web/numbers.py). The time is
-in process, for a 6-digit canvas number already decoded to ink: segmentation and the model calls, p50.
+in process, for a 6-digit canvas number already decoded to ink: segmentation and the model calls, p50
+(and from the PNG bytes). --singles counts how often the several-digits verdict fires on single digits.
 """
 
 import argparse
@@ -20,7 +22,11 @@ import numpy as np  # noqa: E402
 
 from mnist_web.config import Config  # noqa: E402
 from mnist_web.datasets import load_mnist  # noqa: E402
-from mnist_web.evaluation import canvas_number_accuracy, photo_number_accuracy  # noqa: E402
+from mnist_web.evaluation import (  # noqa: E402
+    canvas_number_accuracy,
+    photo_number_accuracy,
+    several_digits_false_fires,
+)
 from mnist_web.numbers import canvas_numbers  # noqa: E402
 from mnist_web.preprocessing import image_ink  # noqa: E402
 from mnist_web.recognizer import get_recognizer  # noqa: E402
@@ -54,6 +60,7 @@ def main():
     parser.add_argument("--canvas", type=int, default=500, help="canvas numbers to read")
     parser.add_argument("--photos", type=int, default=500, help="paper photos to read")
     parser.add_argument("--runs", type=int, default=100, help="timed 6-digit readings")
+    parser.add_argument("--singles", type=int, default=2000, help="single canvas digits for the several-digits check")
     parser.add_argument("--inference", default=None, help="MNIST_INFERENCE (auto, tensorflow, numpy)")
     args = parser.parse_args()
     recognizer = get_recognizer(Config.MNIST_MODEL_DIR, args.inference)
@@ -69,6 +76,9 @@ def main():
                 f"{name}: exact {exact:.1%} (target {TARGETS[name]:.0%}), per-digit {per_digit:.2%}, "
                 f"{count} numbers, {time.perf_counter() - started:.0f} s; first misses {misses[:8]}"
             )
+    if args.singles:
+        fires, drawings = several_digits_false_fires(recognizer, args.singles)
+        print(f"several-digits verdict on single canvas digits: {fires} of {drawings} ({fires / drawings:.2%})")
     if args.runs:
         segment, whole = six_digit_times(recognizer, args.runs)
         print(

@@ -9,7 +9,7 @@ from .datasets import load_mnist
 from .errors import MnistWebError, NoDigitFound
 from .numbers import canvas_numbers, paper_photos
 from .preprocessing import image_ink, preprocess
-from .segmentation import read_digits
+from .segmentation import holds_several_digits, read_digits
 
 CANVAS_SEED = 20261121
 NUMBERS_SEED = 20261127
@@ -97,3 +97,12 @@ def photo_number_accuracy(recognizer, count, data_dir=None, seed=PHOTOS_SEED):
     """number_accuracy on `count` generated paper photos of 1-6 MNIST test digits."""
     _, (images, labels) = load_mnist(data_dir)
     return number_accuracy(recognizer, paper_photos(images, labels, count, seed))
+
+
+def several_digits_false_fires(recognizer, limit, data_dir=None, seed=CANVAS_SEED):
+    """(fires, drawings): how often digit mode would call a single canvas digit 'several digits'."""
+    _, (images, labels) = load_mnist(data_dir)
+    fires = 0
+    for png, _ in canvas_set(images[:limit], labels[:limit], seed):
+        fires += holds_several_digits(image_ink(png)[0], recognizer)
+    return fires, min(limit, len(images))

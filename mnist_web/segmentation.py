@@ -29,8 +29,10 @@ WIDE = 4.0  # per unit of width beyond WIDE_ABOVE of the digit's height
 WIDE_ABOVE = 1.2
 PER_DIGIT = 0.3  # each digit found: prefer fewer, when the model is as sure either way
 JOIN = 1.0  # for pieces that do not overlap side to side
-JOIN_TALL = 1.5  # the same when both are as tall as a digit (TALL of the writing's height)
+JOIN_TALL = 1.0  # the same when both are as tall as a digit (TALL of the writing's height)
 TALL = 0.6
+# Runs of pieces whose shape alone costs more than this are not read as one digit (speed: fewer model calls).
+HOPELESS = 5.0
 # A drawing holds several digits when at least two stand apart like this, each sure at least this.
 SEVERAL_MIN_CONFIDENCE = 0.8
 SEVERAL_MIN_HEIGHT = 0.6
@@ -181,7 +183,7 @@ def read_digits(ink, recognizer):
     inputs = np.zeros((len(runs), 28, 28), np.float32)
     usable = np.zeros(len(runs), bool)
     for k, (a, b) in enumerate(runs):
-        if shape[k] > 20:  # hopeless as one digit: no need to ask the model
+        if b - a > 1 and shape[k] > HOPELESS:  # the pieces plainly are not one digit: spare the model
             continue
         try:
             inputs[k] = normalize_ink(_group_ink(ink, pieces, major[a:b])[1])

@@ -39,18 +39,12 @@ SEVERAL_MIN_HEIGHT = 0.6
 
 
 @dataclasses.dataclass(frozen=True)
-class Digit:
-    """One digit found in the ink: its box [x, y, w, h] in ink pixels and its own strokes (a crop)."""
+class ReadDigit:
+    """A digit found and read: its box [x, y, w, h] in ink pixels, its own strokes (a crop of the ink, the
+    other digits' strokes blanked), its 28x28 model input and the model's 10 probabilities."""
 
     box: tuple
     ink: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class ReadDigit:
-    """A digit found and read: where it is, its 28x28 model input and the model's probabilities."""
-
-    box: tuple
     model_input: np.ndarray
     probabilities: np.ndarray
 
@@ -204,6 +198,8 @@ def read_digits(ink, recognizer):
             total = best[a][0] + cost[(a, b)]
             if total < best[b][0]:
                 best[b] = (total, a)
+    if not np.isfinite(best[-1][0]):
+        raise NoDigitFound("no digit found: no part of the ink reads as a digit")
     cuts, b = [], len(major)
     while b > 0:
         cuts.append((best[b][1], b))
@@ -218,10 +214,9 @@ def read_digits(ink, recognizer):
         box, own = _group_ink(ink, pieces, ids)
         k = index[(a, b)]
         if len(ids) > b - a:  # small pieces joined it: read it again with them
-            model_input = normalize_ink(own)
-            found.append(ReadDigit(box, model_input, None))
+            found.append(ReadDigit(box, own, normalize_ink(own), None))
         else:
-            found.append(ReadDigit(box, inputs[k], probabilities[k]))
+            found.append(ReadDigit(box, own, inputs[k], probabilities[k]))
     again = [i for i, digit in enumerate(found) if digit.probabilities is None]
     if again:
         redone = recognizer.predict_batch(np.stack([found[i].model_input for i in again]))

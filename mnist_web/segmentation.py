@@ -33,6 +33,8 @@ JOIN_TALL = 1.0  # the same when both are as tall as a digit (TALL of the writin
 TALL = 0.6
 # Runs of pieces whose shape alone costs more than this are not read as one digit (speed: fewer model calls).
 HOPELESS = 5.0
+# A piece the model reads this surely on its own is not joined to a tall neighbour standing beside it.
+SURE = 0.9
 # A drawing holds several digits when at least two stand apart like this, each sure at least this.
 SEVERAL_MIN_CONFIDENCE = 0.8
 SEVERAL_MIN_HEIGHT = 0.6
@@ -163,6 +165,37 @@ def _attach_minor(pieces, groups, minor):
                 break
 
 
+def _read_runs(ink, pieces, major, runs, chosen, inputs, usable, probabilities, recognizer):
+    """Preprocess the chosen runs of pieces and read them in one model call (filling the arrays in place)."""
+    for k in chosen:
+        a, b = runs[k]
+        try:
+            inputs[k] = normalize_ink(_group_ink(ink, pieces, major[a:b])[1])
+            usable[k] = True
+        except NoDigitFound:
+            pass
+    ready = [k for k in chosen if usable[k]]
+    if ready:
+        probabilities[ready] = recognizer.predict_batch(inputs[ready])
+
+
+def _apart(pieces, major, i, sure):
+    """Pieces i and i+1 are two digits beyond doubt: both tall, both read surely alone, mostly side by side.
+
+    Joined, they would cost at least JOIN_TALL * (1 - 0.5) + PER_DIGIT, more than two sure readings do.
+    """
+    a, b = major[i], major[i + 1]
+    if i not in sure or i + 1 not in sure:
+        return False
+    stats = pieces.stats
+    if min(stats[a, cv2.CC_STAT_HEIGHT], stats[b, cv2.CC_STAT_HEIGHT]) < TALL * pieces.height:
+        return False
+    left_a, width_a = stats[a, cv2.CC_STAT_LEFT], stats[a, cv2.CC_STAT_WIDTH]
+    left_b, width_b = stats[b, cv2.CC_STAT_LEFT], stats[b, cv2.CC_STAT_WIDTH]
+    overlap = min(left_a + width_a, left_b + width_b) - max(left_a, left_b)
+    return overlap < 0.5 * min(width_a, width_b)
+
+
 def read_digits(ink, recognizer):
     """Find and read the digits of a number in ink (0..1, white on black), left to right: [ReadDigit]."""
     pieces = _pieces(ink)
@@ -176,17 +209,17 @@ def read_digits(ink, recognizer):
     shape = [_shape_cost(pieces, major[a:b]) for a, b in runs]
     inputs = np.zeros((len(runs), 28, 28), np.float32)
     usable = np.zeros(len(runs), bool)
-    for k, (a, b) in enumerate(runs):
-        if b - a > 1 and shape[k] > HOPELESS:  # the pieces plainly are not one digit: spare the model
-            continue
-        try:
-            inputs[k] = normalize_ink(_group_ink(ink, pieces, major[a:b])[1])
-            usable[k] = True
-        except NoDigitFound:
-            pass
     probabilities = np.zeros((len(runs), 10), np.float32)
-    if usable.any():
-        probabilities[usable] = recognizer.predict_batch(inputs[usable])
+    # First each piece alone; then only the runs that could still beat reading their pieces apart.
+    singles = [k for k, (a, b) in enumerate(runs) if b - a == 1]
+    _read_runs(ink, pieces, major, runs, singles, inputs, usable, probabilities, recognizer)
+    sure = {runs[k][0] for k in singles if usable[k] and probabilities[k].max() >= SURE}
+    joined = [
+        k
+        for k, (a, b) in enumerate(runs)
+        if b - a > 1 and shape[k] <= HOPELESS and not any(_apart(pieces, major, i, sure) for i in range(a, b - 1))
+    ]
+    _read_runs(ink, pieces, major, runs, joined, inputs, usable, probabilities, recognizer)
     cost = {
         run: shape[k] - np.log(float(probabilities[k].max()) + 1e-6) if usable[k] else np.inf
         for k, run in enumerate(runs)

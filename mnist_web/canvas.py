@@ -16,12 +16,28 @@ BACKGROUNDS = ("transparent", "white")
 
 def render_drawing(digit, rng, side=CANVAS_SIDE):
     """Draw one 28x28 MNIST digit as canvas ink (float32 0..1, side x side), randomly sized and placed."""
+    longest = float(np.exp(rng.uniform(np.log(28), np.log(0.92 * side))))
+    ink = draw_ink(digit, rng, longest)
+    if max(ink.shape) > side:
+        fit = side / max(ink.shape)
+        ink = cv2.resize(
+            ink, (max(1, int(ink.shape[1] * fit)), max(1, int(ink.shape[0] * fit))), interpolation=cv2.INTER_AREA
+        )
+
+    page = np.zeros((side, side), np.float32)
+    top = int(rng.integers(0, side - ink.shape[0] + 1))
+    left = int(rng.integers(0, side - ink.shape[1] + 1))
+    page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    return page
+
+
+def draw_ink(digit, rng, longest):
+    """Draw one 28x28 MNIST digit as pen ink about `longest` pixels tall or wide, cropped to its strokes."""
     digit = digit.astype(np.float32) / 255.0 if digit.dtype == np.uint8 else digit.astype(np.float32)
     rows = np.flatnonzero((digit > 0.1).any(axis=1))
     cols = np.flatnonzero((digit > 0.1).any(axis=0))
     crop = np.pad(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], 2)
 
-    longest = float(np.exp(rng.uniform(np.log(28), np.log(0.92 * side))))
     zoom = longest / max(crop.shape)
     stretch = rng.uniform(0.85, 1.15)
     size = (max(2, round(crop.shape[1] * zoom * stretch)), max(2, round(crop.shape[0] * zoom)))
@@ -49,18 +65,7 @@ def render_drawing(digit, rng, side=CANVAS_SIDE):
     ink = _rotate(ink, rng.uniform(-12.0, 12.0))
     rows = np.flatnonzero((ink > 0.05).any(axis=1))
     cols = np.flatnonzero((ink > 0.05).any(axis=0))
-    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    if max(ink.shape) > side:
-        fit = side / max(ink.shape)
-        ink = cv2.resize(
-            ink, (max(1, int(ink.shape[1] * fit)), max(1, int(ink.shape[0] * fit))), interpolation=cv2.INTER_AREA
-        )
-
-    page = np.zeros((side, side), np.float32)
-    top = int(rng.integers(0, side - ink.shape[0] + 1))
-    left = int(rng.integers(0, side - ink.shape[1] + 1))
-    page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
-    return page
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _pen(smooth, threshold):

@@ -38,9 +38,16 @@ def predict_command(files):
 @with_appcontext
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--limit", type=int, default=None, help="Use only the first N test digits for the canvas set.")
-def evaluate_command(data_dir, limit):
-    """Print MNIST-test accuracy, canvas-set accuracy and single-image latency."""
-    from .evaluation import canvas_accuracy, mnist_test_accuracy, single_image_latency
+@click.option("--numbers", type=int, default=0, help="Also read N canvas numbers and N paper photos.")
+def evaluate_command(data_dir, limit, numbers):
+    """Print MNIST-test accuracy, canvas-set accuracy, number accuracy (--numbers) and single-image latency."""
+    from .evaluation import (
+        canvas_accuracy,
+        canvas_number_accuracy,
+        mnist_test_accuracy,
+        photo_number_accuracy,
+        single_image_latency,
+    )
 
     recognizer = _recognizer()
     click.echo(f"model {recognizer.version}")
@@ -48,6 +55,10 @@ def evaluate_command(data_dir, limit):
     click.echo(f"MNIST test accuracy: {mnist:.2%} (10,000 images)")
     canvas, refused = canvas_accuracy(recognizer, data_dir, limit)
     click.echo(f"canvas-set accuracy: {canvas:.2%} ({limit or 10000} drawings, {refused} refused)")
+    for name, measure in (("canvas numbers", canvas_number_accuracy), ("paper photos", photo_number_accuracy)):
+        if numbers:
+            exact, per_digit, _ = measure(recognizer, numbers, data_dir)
+            click.echo(f"{name}: {exact:.2%} exact, {per_digit:.2%} per digit ({numbers} numbers)")
     from .datasets import load_mnist
 
     _, (images, _) = load_mnist(data_dir)

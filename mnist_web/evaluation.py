@@ -1,4 +1,4 @@
-"""Accuracy on the MNIST test set and on the canvas-like set, and single-image latency."""
+"""Accuracy on the MNIST test set, the canvas-like set, canvas numbers and paper photos; latency."""
 
 import time
 
@@ -6,10 +6,14 @@ import numpy as np
 
 from .canvas import canvas_set
 from .datasets import load_mnist
-from .errors import MnistWebError
-from .preprocessing import preprocess
+from .errors import MnistWebError, NoDigitFound
+from .numbers import canvas_numbers, paper_photos
+from .preprocessing import image_ink, preprocess
+from .segmentation import holds_several_digits, read_digits
 
 CANVAS_SEED = 20261121
+NUMBERS_SEED = 20261127
+PHOTOS_SEED = 20261128
 
 
 def mnist_test_accuracy(recognizer, data_dir=None):
@@ -45,3 +49,60 @@ def single_image_latency(recognizer, image, runs=1000):
         recognizer.predict(image)
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1e3), float(np.percentile(times, 95) * 1e3)
+
+
+def read_number(recognizer, data):
+    """The digit string the segmentation and model read from image bytes ('' when nothing is found)."""
+    ink, _ = image_ink(data)
+    try:
+        return "".join(str(d.digit) for d in read_digits(ink, recognizer))
+    except NoDigitFound:
+        return ""
+
+
+def edit_distance(a, b):
+    """Levenshtein distance between two strings (digits missed, added or misread)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
+def number_accuracy(recognizer, samples):
+    """(exact-match rate, per-digit accuracy, [(truth, read) misses]) over (image bytes, digit string) pairs.
+
+    Per-digit accuracy is 1 - edit distance / digits: a digit misread, missed or added costs one.
+    """
+    exact, errors, digits, misses = 0, 0, 0, []
+    for data, truth in samples:
+        read = read_number(recognizer, data)
+        exact += read == truth
+        errors += min(edit_distance(truth, read), len(truth))
+        digits += len(truth)
+        if read != truth:
+            misses.append((truth, read))
+    count = exact + len(misses)
+    return exact / max(count, 1), 1 - errors / max(digits, 1), misses
+
+
+def canvas_number_accuracy(recognizer, count, data_dir=None, seed=NUMBERS_SEED):
+    """number_accuracy on `count` generated canvas numbers of 2-6 MNIST test digits."""
+    _, (images, labels) = load_mnist(data_dir)
+    return number_accuracy(recognizer, canvas_numbers(images, labels, count, seed))
+
+
+def photo_number_accuracy(recognizer, count, data_dir=None, seed=PHOTOS_SEED):
+    """number_accuracy on `count` generated paper photos of 1-6 MNIST test digits."""
+    _, (images, labels) = load_mnist(data_dir)
+    return number_accuracy(recognizer, paper_photos(images, labels, count, seed))
+
+
+def several_digits_false_fires(recognizer, limit, data_dir=None, seed=CANVAS_SEED):
+    """(fires, drawings): how often digit mode would call a single canvas digit 'several digits'."""
+    _, (images, labels) = load_mnist(data_dir)
+    fires = 0
+    for png, _ in canvas_set(images[:limit], labels[:limit], seed):
+        fires += holds_several_digits(image_ink(png)[0], recognizer)
+    return fires, min(limit, len(images))

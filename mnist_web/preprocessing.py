@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import simplejpeg
 
-from . import png_integrity
+from . import exif, photo, png_integrity
 from .errors import ImageTooLarge, InvalidImage, NoDigitFound, UnsupportedImageType
 from .limits import ACCEPTED_IMAGE_TYPES, MAX_DECODED_BYTES, MAX_IMAGE_PIXELS
 
@@ -190,15 +190,38 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_
     """Decode PNG/JPEG/BMP bytes (or a data URL) to a float32 grayscale array in 0..1, alpha over white.
 
     Damaged files are refused, not guessed from; images larger than WORK_SIDE are reduced while (JPEG)
-    or right after (PNG, BMP) decoding, so the cost is bounded by max_decoded_bytes.
+    or right after (PNG, BMP) decoding, so the cost is bounded by max_decoded_bytes. A JPEG's EXIF
+    orientation is applied, so the array is the picture as the camera's owner saw it.
     """
+    return decode_upright(data, max_pixels, max_decoded_bytes)[0]
+
+
+def decode_upright(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
+    """Return (gray 0..1 at working size, kind, (width, height) of the upright full-size image)."""
     if isinstance(data, str) or data[:5].lower() == b"data:":
         data = parse_data_url(data)
     data = bytes(data)
     kind, width, height, _ = check_image_size(data, max_pixels, max_decoded_bytes)
-    if kind == "jpeg":
-        return _to_gray(_decode_jpeg(data, width, height))
-    return _to_gray(_decode_other(data, kind, width, height))
+    if kind != "jpeg":
+        return _to_gray(_decode_other(data, kind, width, height)), kind, (width, height)
+    orientation = exif.orientation(data)
+    gray = exif.upright(_to_gray(_decode_jpeg(data, width, height)), orientation)
+    if orientation in exif.TRANSPOSING:
+        width, height = height, width
+    return gray, kind, (width, height)
+
+
+def image_ink(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
+    """Return (ink 0..1 white on black, scale from ink pixels to the submitted image's pixels).
+
+    Photos (a JPEG whose page is unevenly lit or grainy) go through photo.photo_ink; everything else,
+    every canvas drawing included, through extract_ink as before.
+    """
+    gray, kind, (width, _) = decode_upright(data, max_pixels, max_decoded_bytes)
+    scale = width / gray.shape[1]
+    if kind == "jpeg" and photo.looks_like_photo(gray):
+        return photo.photo_ink(gray), scale
+    return extract_ink(gray), scale
 
 
 def _to_gray(image):
@@ -309,4 +332,4 @@ def normalize_ink(ink):
 
 def preprocess(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
     """Image bytes (PNG, JPEG, BMP) or a data URL -> the 28x28 float32 model input, white on black."""
-    return normalize_ink(extract_ink(decode_image(data, max_pixels, max_decoded_bytes)))
+    return normalize_ink(image_ink(data, max_pixels, max_decoded_bytes)[0])

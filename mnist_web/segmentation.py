@@ -1,0 +1,280 @@
+"""Find the digits of a handwritten number in an image's ink, left to right.
+
+Strokes are split into connected pieces; pieces much smaller than the writing are specks (dropped) or
+bits of a nearby digit (kept with it). The rest, in left-to-right order, are grouped into digits by a
+dynamic programme over runs of neighbouring pieces: each candidate digit is scored by the model's
+confidence in it and by its shape (a digit is about as tall as its neighbours, its pieces overlap
+rather than stand apart), so a 5's separate bar or a 1 drawn in two strokes joins its digit while two
+digits 2 px apart, or under a 7's overhanging bar, stay two.
+"""
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from .errors import NoDigitFound
+from .preprocessing import STROKE_THRESHOLD, normalize_ink
+
+# Pieces smaller than this fraction of the writing's height (both ways) are specks or fragments.
+SPECK = 0.2
+# Longest run of pieces one digit may be made of (a 4 in two strokes plus a broken one: three).
+MOST_PIECES = 3
+# Costs, in units of -log(probability): what each departure from a digit's usual shape costs.
+SHORT = 12.0  # per unit of height below SHORT_BELOW of the writing's height
+SHORT_BELOW = 0.6
+APART = 4.0  # per writing-height of horizontal gap between pieces of one digit
+SPLIT = 0.5  # for any gap between pieces at all
+WIDE = 4.0  # per unit of width beyond WIDE_ABOVE of the digit's height
+WIDE_ABOVE = 1.2
+PER_DIGIT = 0.3  # each digit found: prefer fewer, when the model is as sure either way
+JOIN = 1.0  # for pieces that do not overlap side to side
+JOIN_TALL = 1.0  # the same when both are as tall as a digit (TALL of the writing's height)
+TALL = 0.6
+# Runs of pieces whose shape alone costs more than this are not read as one digit (speed: fewer model calls).
+HOPELESS = 5.0
+# A piece the model reads this surely on its own is not joined to a tall neighbour standing beside it.
+SURE = 0.9
+# A drawing holds several digits when at least two stand apart like this, each sure at least this.
+SEVERAL_MIN_CONFIDENCE = 0.8
+SEVERAL_MIN_HEIGHT = 0.6
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadDigit:
+    """A digit found and read: its box [x, y, w, h] in ink pixels, its own strokes (a crop of the ink, the
+    other digits' strokes blanked), its 28x28 model input and the model's 10 probabilities."""
+
+    box: tuple
+    ink: np.ndarray
+    model_input: np.ndarray
+    probabilities: np.ndarray
+
+    @property
+    def digit(self):
+        """The most probable digit."""
+        return int(self.probabilities.argmax())
+
+    @property
+    def confidence(self):
+        """The probability of the most probable digit."""
+        return float(self.probabilities.max())
+
+
+@dataclasses.dataclass
+class _Pieces:
+    """The strokes' connected pieces within the box around all strokes."""
+
+    labels: np.ndarray
+    stats: np.ndarray
+    offset: tuple  # (x, y) of the labelled box in the ink
+    height: float  # the writing's height: a typical tall piece
+
+
+def _pieces(ink):
+    strokes = ink >= STROKE_THRESHOLD
+    rows = np.flatnonzero(strokes.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(strokes.any(axis=0))
+    box = strokes[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.uint8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(box, connectivity=8)
+    heights = stats[1:, cv2.CC_STAT_HEIGHT]
+    tall = heights[heights >= 0.5 * heights.max()]
+    return _Pieces(labels, stats, (int(cols[0]), int(rows[0])), float(np.percentile(tall, 75)))
+
+
+def _extent(stats, ids):
+    left = min(stats[i, cv2.CC_STAT_LEFT] for i in ids)
+    top = min(stats[i, cv2.CC_STAT_TOP] for i in ids)
+    right = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in ids)
+    bottom = max(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in ids)
+    return int(left), int(top), int(right), int(bottom)
+
+
+def _split_major(pieces):
+    """(major piece ids left to right, minor piece ids): minor ones are small both ways."""
+    stats, limit = pieces.stats, SPECK * pieces.height
+    major, minor = [], []
+    for i in range(1, len(stats)):
+        small = stats[i, cv2.CC_STAT_WIDTH] < limit and stats[i, cv2.CC_STAT_HEIGHT] < limit
+        (minor if small else major).append(i)
+    major.sort(key=lambda i: stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] / 2)
+    return major, minor
+
+
+def _gaps(stats, ids):
+    """Total width of the holes in the pieces' horizontal extent (0 when they overlap side to side)."""
+    spans = sorted((stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH]) for i in ids)
+    holes, reach = 0, spans[0][1]
+    for left, right in spans[1:]:
+        holes += max(0, left - reach)
+        reach = max(reach, right)
+    return holes
+
+
+def _shape_cost(pieces, ids):
+    """What a group of pieces costs for not looking like one digit, whatever the model says."""
+    left, top, right, bottom = _extent(pieces.stats, ids)
+    height, width = bottom - top, right - left
+    cost = SHORT * max(0.0, SHORT_BELOW - height / pieces.height)
+    cost += WIDE * max(0.0, width / max(height, 1) - WIDE_ABOVE)
+    if len(ids) > 1:
+        holes = _gaps(pieces.stats, ids)
+        cost += (SPLIT + APART * holes / pieces.height) if holes > 0 else 0.0
+        cost += sum(_join_cost(pieces, a, b) for a, b in zip(ids, ids[1:], strict=False))
+    return cost + PER_DIGIT
+
+
+def _join_cost(pieces, a, b):
+    """Cost of two neighbouring pieces being one digit: low when one stands over the other side to side.
+
+    Pieces of one digit (a 5's bar over its body, the halves of a broken 1) overlap side to side by most
+    of the narrower one's width; neighbouring digits, even interlocked ones, only at their edges.
+    """
+    stats = pieces.stats
+    left_a, width_a = stats[a, cv2.CC_STAT_LEFT], stats[a, cv2.CC_STAT_WIDTH]
+    left_b, width_b = stats[b, cv2.CC_STAT_LEFT], stats[b, cv2.CC_STAT_WIDTH]
+    overlap = min(left_a + width_a, left_b + width_b) - max(left_a, left_b)
+    share = float(np.clip(overlap / max(1, min(width_a, width_b)), 0.0, 1.0))
+    tall = min(stats[a, cv2.CC_STAT_HEIGHT], stats[b, cv2.CC_STAT_HEIGHT]) >= TALL * pieces.height
+    return (JOIN_TALL if tall else JOIN) * (1.0 - share)
+
+
+def _group_ink(ink, pieces, ids):
+    """(box [x, y, w, h] in the ink, crop of the ink holding only these pieces' strokes)."""
+    left, top, right, bottom = _extent(pieces.stats, ids)
+    labels = pieces.labels[top:bottom, left:right]
+    x, y = pieces.offset[0] + left, pieces.offset[1] + top
+    crop = ink[y : y + bottom - top, x : x + right - left]
+    # The soft edge below the stroke threshold belongs to whichever piece it borders: grow the mask a pixel.
+    mask = cv2.dilate(np.isin(labels, ids).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return (x, y, right - left, bottom - top), np.where(mask, crop, 0.0).astype(np.float32)
+
+
+def _attach_minor(pieces, groups, minor):
+    """Add each small piece to the digit whose box (a little enlarged) holds it; the rest are specks."""
+    stats, margin = pieces.stats, 0.1 * pieces.height
+    boxes = [_extent(stats, ids) for ids in groups]
+    for i in minor:
+        cx = stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] / 2
+        cy = stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] / 2
+        for ids, (left, top, right, bottom) in zip(groups, boxes, strict=True):
+            if left - margin <= cx <= right + margin and top - margin <= cy <= bottom + margin:
+                ids.append(i)
+                break
+
+
+def _read_runs(ink, pieces, major, runs, chosen, inputs, usable, probabilities, recognizer):
+    """Preprocess the chosen runs of pieces and read them in one model call (filling the arrays in place)."""
+    for k in chosen:
+        a, b = runs[k]
+        try:
+            inputs[k] = normalize_ink(_group_ink(ink, pieces, major[a:b])[1])
+            usable[k] = True
+        except NoDigitFound:
+            pass
+    ready = [k for k in chosen if usable[k]]
+    if ready:
+        probabilities[ready] = recognizer.predict_batch(inputs[ready])
+
+
+def _apart(pieces, major, i, sure):
+    """Pieces i and i+1 are two digits beyond doubt: both tall, both read surely alone, mostly side by side.
+
+    Joined, they would cost at least JOIN_TALL * (1 - 0.5) + PER_DIGIT, more than two sure readings do.
+    """
+    a, b = major[i], major[i + 1]
+    if i not in sure or i + 1 not in sure:
+        return False
+    stats = pieces.stats
+    if min(stats[a, cv2.CC_STAT_HEIGHT], stats[b, cv2.CC_STAT_HEIGHT]) < TALL * pieces.height:
+        return False
+    left_a, width_a = stats[a, cv2.CC_STAT_LEFT], stats[a, cv2.CC_STAT_WIDTH]
+    left_b, width_b = stats[b, cv2.CC_STAT_LEFT], stats[b, cv2.CC_STAT_WIDTH]
+    overlap = min(left_a + width_a, left_b + width_b) - max(left_a, left_b)
+    return overlap < 0.5 * min(width_a, width_b)
+
+
+def read_digits(ink, recognizer):
+    """Find and read the digits of a number in ink (0..1, white on black), left to right: [ReadDigit]."""
+    pieces = _pieces(ink)
+    if pieces is None:
+        raise NoDigitFound()
+    major, minor = _split_major(pieces)
+    if not major:
+        raise NoDigitFound("no digit found: the ink is only specks")
+    # Every run of up to MOST_PIECES neighbouring pieces is a candidate digit; the model scores them all at once.
+    runs = [(a, b) for a in range(len(major)) for b in range(a + 1, min(a + MOST_PIECES, len(major)) + 1)]
+    shape = [_shape_cost(pieces, major[a:b]) for a, b in runs]
+    inputs = np.zeros((len(runs), 28, 28), np.float32)
+    usable = np.zeros(len(runs), bool)
+    probabilities = np.zeros((len(runs), 10), np.float32)
+    # First each piece alone; then only the runs that could still beat reading their pieces apart.
+    singles = [k for k, (a, b) in enumerate(runs) if b - a == 1]
+    _read_runs(ink, pieces, major, runs, singles, inputs, usable, probabilities, recognizer)
+    sure = {runs[k][0] for k in singles if usable[k] and probabilities[k].max() >= SURE}
+    joined = [
+        k
+        for k, (a, b) in enumerate(runs)
+        if b - a > 1 and shape[k] <= HOPELESS and not any(_apart(pieces, major, i, sure) for i in range(a, b - 1))
+    ]
+    _read_runs(ink, pieces, major, runs, joined, inputs, usable, probabilities, recognizer)
+    cost = {
+        run: shape[k] - np.log(float(probabilities[k].max()) + 1e-6) if usable[k] else np.inf
+        for k, run in enumerate(runs)
+    }
+    # best[b]: the cheapest reading of the first b pieces, and where its last digit starts.
+    best = [(0.0, -1)] + [(np.inf, -1)] * len(major)
+    for b in range(1, len(major) + 1):
+        for a in range(max(0, b - MOST_PIECES), b):
+            total = best[a][0] + cost[(a, b)]
+            if total < best[b][0]:
+                best[b] = (total, a)
+    if not np.isfinite(best[-1][0]):
+        raise NoDigitFound("no digit found: no part of the ink reads as a digit")
+    cuts, b = [], len(major)
+    while b > 0:
+        cuts.append((best[b][1], b))
+        b = best[b][1]
+    cuts.reverse()
+    groups = [list(major[a:b]) for a, b in cuts]
+    index = {run: k for k, run in enumerate(runs)}
+    if minor:
+        _attach_minor(pieces, groups, minor)
+    found = []
+    for (a, b), ids in zip(cuts, groups, strict=True):
+        box, own = _group_ink(ink, pieces, ids)
+        k = index[(a, b)]
+        if len(ids) > b - a:  # small pieces joined it: read it again with them
+            found.append(ReadDigit(box, own, normalize_ink(own), None))
+        else:
+            found.append(ReadDigit(box, own, inputs[k], probabilities[k]))
+    again = [i for i, digit in enumerate(found) if digit.probabilities is None]
+    if again:
+        redone = recognizer.predict_batch(np.stack([found[i].model_input for i in again]))
+        for i, p in zip(again, redone, strict=True):
+            found[i] = dataclasses.replace(found[i], probabilities=p)
+    return found
+
+
+def holds_several_digits(ink, recognizer):
+    """True when the drawing plainly holds several digits side by side (for digit mode to say so)."""
+    try:
+        digits = read_digits(ink, recognizer)
+    except NoDigitFound:
+        return False
+    if len(digits) < 2:
+        return False
+    tallest = max(d.box[3] for d in digits)
+    sure = [d for d in digits if d.confidence >= SEVERAL_MIN_CONFIDENCE and d.box[3] >= SEVERAL_MIN_HEIGHT * tallest]
+    if len(sure) < 2:
+        return False
+    # At least two must stand side by side, not one above the other (a 5's bar, the two halves of a 1).
+    sure.sort(key=lambda d: d.box[0])
+    return any(b.box[0] >= a.box[0] + 0.6 * a.box[2] for a, b in zip(sure, sure[1:], strict=False))
+
+
+def scale_box(box, scale):
+    """A box in ink pixels as [x, y, w, h] in the submitted image's pixels."""
+    return [int(round(v * scale)) for v in box]

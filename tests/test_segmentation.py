@@ -1,0 +1,148 @@
+"""Numbers: segmentation of hand-made and generated numbers, photos of paper, and the single-digit path kept."""
+
+import cv2
+import numpy as np
+import pytest
+
+from mnist_web import exif
+from mnist_web.canvas import canvas_set, draw_ink, encode_png
+from mnist_web.evaluation import number_accuracy
+from mnist_web.numbers import _place, canvas_numbers, paper_photos
+from mnist_web.preprocessing import decode_image, extract_ink, image_ink, normalize_ink, preprocess
+from mnist_web.segmentation import holds_several_digits, read_digits
+
+# MNIST test indices of digits the model reads surely when drawn: 7, 2, 1, 0, 4.
+SEVEN, TWO, ONE, ZERO, FOUR = 0, 1, 2, 3, 4
+
+
+def read(ink, recognizer):
+    return "".join(str(d.digit) for d in read_digits(ink, recognizer))
+
+
+def side_by_side(mnist_test, indices, gap, overlap=0.0, size=150, seed=0):
+    """Draw test digits left to right, each `gap` px clear of the ink before it; boxes may overlap."""
+    images, _ = mnist_test
+    rng = np.random.default_rng(seed)
+    inks = [draw_ink(images[i], rng, size) for i in indices]
+    strip = np.zeros((size + 40, sum(ink.shape[1] for ink in inks) + (40 + gap) * len(inks)), np.float32)
+    right = 0
+    for n, ink in enumerate(inks):
+        top = 20
+        limit = right - int(overlap * ink.shape[1]) if n else 20
+        left = _place(strip, ink, limit, gap, top) if n else 20
+        region = strip[top : top + ink.shape[0], left : left + ink.shape[1]]
+        np.maximum(region, ink, out=region)
+        right = max(right, left + ink.shape[1])
+    return strip
+
+
+def test_two_digits_two_pixels_apart(mnist_test, recognizer):
+    ink = side_by_side(mnist_test, [SEVEN, TWO], gap=2, overlap=0.3)
+    digits = read_digits(ink, recognizer)
+    assert [d.digit for d in digits] == [7, 2]
+    assert digits[0].box[0] < digits[1].box[0]
+
+
+def test_overlapping_boxes(mnist_test, recognizer):
+    # The 7's bar reaches over the 1 and the 4: their boxes overlap, their strokes do not touch.
+    ink = side_by_side(mnist_test, [SEVEN, ONE, FOUR], gap=4, overlap=0.6)
+    digits = read_digits(ink, recognizer)
+    assert [d.digit for d in digits] == [7, 1, 4]
+    first, second = digits[0].box, digits[1].box
+    assert first[0] + first[2] > second[0], "the test meant the boxes to overlap"
+
+
+def test_wide_gaps_and_specks(mnist_test, recognizer):
+    ink = side_by_side(mnist_test, [ZERO, FOUR, TWO], gap=60)
+    for row, col in [(5, 5), (100, 200), (170, ink.shape[1] - 8), (10, 150)]:
+        cv2.circle(ink, (col, row), 2, 1.0, -1)
+    assert read(ink, recognizer) == "042"
+
+
+def test_five_with_a_separate_bar_and_a_one_in_two_strokes(recognizer):
+    ink = np.zeros((160, 300), np.float32)
+    cv2.line(ink, (40, 20), (85, 18), 1.0, 9, cv2.LINE_AA)  # the 5's bar, not touching its stem
+    cv2.line(ink, (38, 32), (34, 75), 1.0, 9, cv2.LINE_AA)
+    cv2.ellipse(ink, (55, 105), (32, 32), 0, -150, 150, 1.0, 9, cv2.LINE_AA)
+    cv2.line(ink, (160, 20), (157, 75), 1.0, 9, cv2.LINE_AA)  # a 1 drawn as two strokes
+    cv2.line(ink, (156, 84), (153, 140), 1.0, 9, cv2.LINE_AA)
+    digits = read_digits(ink, recognizer)
+    assert [d.digit for d in digits] == [5, 1]
+    assert digits[0].box[1] <= 18 and digits[1].box[3] > 120  # each box holds all of its digit's strokes
+
+
+def test_broken_stroke_in_a_digit(mnist_test, recognizer):
+    ink = side_by_side(mnist_test, [ONE, ZERO], gap=30)
+    rows = np.flatnonzero(ink[:, :120].max(axis=1) > 0)
+    middle = (rows[0] + rows[-1]) // 2
+    ink[middle - 2 : middle + 2, :120] = 0  # the 1 now is two pieces, one above the other
+    assert read(ink, recognizer) == "10"
+
+
+def test_generated_canvas_numbers(mnist_test, recognizer):
+    images, labels = mnist_test
+    exact, per_digit, _ = number_accuracy(recognizer, canvas_numbers(images, labels, 100, seed=5))
+    assert exact >= 0.8 and per_digit >= 0.93
+
+
+def test_generated_paper_photos(mnist_test, recognizer):
+    images, labels = mnist_test
+    exact, per_digit, _ = number_accuracy(recognizer, paper_photos(images, labels, 25, seed=6))
+    assert exact >= 0.7 and per_digit >= 0.9
+
+
+def test_several_digits_detector(mnist_test, recognizer):
+    images, labels = mnist_test
+    fired = [
+        label
+        for png, label in canvas_set(images[:300], labels[:300], seed=11)
+        if holds_several_digits(image_ink(png)[0], recognizer)
+    ]
+    assert fired == []
+    ink = side_by_side(mnist_test, [SEVEN, TWO, ONE], gap=20)
+    assert holds_several_digits(ink, recognizer)
+
+
+def test_canvas_single_digit_path_unchanged(mnist_test):
+    images, labels = mnist_test
+    for png, _ in canvas_set(images[:200], labels[:200], seed=12):
+        assert np.array_equal(preprocess(png), normalize_ink(extract_ink(decode_image(png))))
+
+
+def test_plain_jpeg_of_a_drawing_stays_on_the_canvas_path(drawing):
+    pixels = cv2.imdecode(np.frombuffer(drawing(3), np.uint8), cv2.IMREAD_GRAYSCALE)
+    jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    assert np.array_equal(image_ink(jpeg)[0], extract_ink(decode_image(jpeg)))
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_exif_orientation_is_honoured(orientation):
+    upright = np.full((120, 200), 230, np.uint8)
+    cv2.line(upright, (10, 10), (60, 35), 20, 5)  # a stroke at the top left of the upright picture
+    stored = exif.stored(upright, orientation)
+    jpeg = cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    tagged = exif.with_orientation(jpeg, orientation)
+    assert exif.orientation(tagged) == orientation
+    gray = decode_image(tagged)
+    assert gray.shape == upright.shape
+    assert np.abs(gray * 255 - upright).mean() < 3
+    ink, scale = image_ink(tagged)
+    assert scale == 1.0 and ink[22, 35] > 0.8 and ink[60:, 100:].max() == 0
+
+
+def test_photo_of_a_digit_reads_like_the_drawing(mnist_test, recognizer):
+    images, labels = mnist_test
+    photos = list(paper_photos(images, labels, 12, seed=7, lengths=(1, 1)))
+    read_right = sum(recognizer.predict(preprocess(jpeg)).digit == int(text) for jpeg, text in photos)
+    assert read_right >= 10
+
+
+def test_canvas_drawing_encoded_is_read_as_one_digit(drawing, recognizer):
+    ink, _ = image_ink(drawing(0))
+    assert read(ink, recognizer) == "7" and not holds_several_digits(ink, recognizer)
+
+
+def test_png_of_a_number_round_trips(mnist_test, recognizer):
+    ink = side_by_side(mnist_test, [FOUR, ZERO, SEVEN], gap=10)
+    png = encode_png(ink, "white")
+    assert read(image_ink(png)[0], recognizer) == "407"

@@ -167,6 +167,7 @@ def openapi_document():
                         "source": {"type": "string", "enum": ["canvas", "upload", "api"]},
                         "label": {"type": ["integer", "null"]},
                         "latency_ms": {"type": "number"},
+                        "image_type": {"type": "string", "enum": sorted(IMAGE_TYPES.values())},
                         "model_input": {"type": "string", "description": "data URL (only when just created)"},
                     },
                     "required": ["id", "digit", "confidence", "probabilities", "created_at", "model_version"],

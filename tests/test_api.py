@@ -28,7 +28,7 @@ def as_format(png, ext):
 def assert_prediction(response, digit, source):
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
-    assert FIELDS <= body.keys()
+    assert FIELDS <= body.keys() and "client_ip" not in body and "image" not in body
     assert body["digit"] == digit and body["source"] == source
     assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-3
     assert body["confidence"] == max(body["probabilities"])

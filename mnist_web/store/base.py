@@ -28,18 +28,10 @@ class Record:
     label: int | None = None
 
     def summary(self):
-        """The JSON-ready form without the image bytes."""
-        return {
-            "id": str(self.id),
-            "digit": self.digit,
-            "confidence": self.confidence,
-            "probabilities": list(self.probabilities),
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
-            "model_version": self.model_version,
-            "source": self.source,
-            "label": self.label,
-            "latency_ms": self.latency_ms,
-        }
+        """The JSON-ready form without the image bytes or the client's address (store/fields.py: PUBLIC)."""
+        from .fields import summary  # fields.py describes this class, so it imports this module
+
+        return summary(self)
 
 
 @dataclasses.dataclass

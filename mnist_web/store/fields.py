@@ -36,6 +36,11 @@ def _iso(moment):
     return moment.isoformat()
 
 
+def _iso_z(moment):
+    # JSON (the API and the spool): "Z" for UTC, as clients expect; fromisoformat reads both spellings.
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _floats(values):
     return [float(v) for v in values]
 
@@ -71,7 +76,7 @@ class Kind:
 _TIME = datetime.datetime.fromisoformat
 KINDS = {
     "uuid": Kind("TEXT", "timeuuid", str, uuid.UUID, _same, _uuid, str, uuid.UUID, str, uuid.UUID),
-    "time": Kind("TEXT", "timestamp", _iso, _TIME, _same, _utc, _iso, _TIME, _iso, _TIME),
+    "time": Kind("TEXT", "timestamp", _iso, _TIME, _same, _utc, _iso, _TIME, _iso_z, _TIME),
     "int": Kind("INTEGER", "int", int, int, int, int, str, int, int, int),
     "float": Kind("REAL", "double", float, float, float, float, _json_float, json.loads, float, float),
     "floats": Kind(
@@ -90,6 +95,7 @@ class Field:
     kind: str
     column: str = ""  # stored name where it differs from the attribute (kept for existing databases)
     nullable: bool = False
+    public: bool = True  # shown in the API's JSON (Record.summary); blobs never are
 
     @property
     def name(self):
@@ -124,7 +130,7 @@ FIELDS = (
     Field("confidence", "float"),
     Field("probabilities", "floats"),
     Field("source", "text"),
-    Field("client_ip", "text"),
+    Field("client_ip", "text", public=False),
     Field("image", "bytes"),
     Field("image_type", "text"),
     Field("model_input", "bytes"),
@@ -136,6 +142,7 @@ BY_ATTR = {f.attr: f for f in FIELDS}
 COLUMNS = tuple(f.name for f in FIELDS)
 BLOBS = tuple(f for f in FIELDS if KINDS[f.kind].to_json is None)
 SCALARS = tuple(f for f in FIELDS if f not in BLOBS)
+PUBLIC = tuple(f for f in SCALARS if f.public)
 ID, DIGIT, LABEL = BY_ATTR["id"], BY_ATTR["digit"], BY_ATTR["label"]
 if tuple(f.attr for f in FIELDS) != tuple(f.name for f in dataclasses.fields(Record)):
     raise RuntimeError("store/fields.py FIELDS must list the Record's fields in order")
@@ -182,3 +189,8 @@ def from_mapping(mapping, codec="from_text", fields=FIELDS, key="name", **known)
     """A Record from to_mapping's form; keys may be bytes (Redis); a missing nullable field is None."""
     text = {(k.decode() if isinstance(k, bytes) else k): v for k, v in mapping.items()}
     return decode([text.get(getattr(f, key)) for f in fields], codec, fields, **known)
+
+
+def summary(record):
+    """The record's public fields as JSON-ready values, keyed by attribute (the API's prediction object)."""
+    return {f.attr: f.encode("to_json", getattr(record, f.attr)) for f in PUBLIC}

@@ -342,8 +342,9 @@ def test_posts_held_by_a_killed_worker_are_retried_into_one_record(tmp_path, dra
         cut_off = 0
         try:
             for kill in range(10):  # until some kill has cut POSTs off mid-request (nginx logs each)
-                time.sleep(1.5)
-                os.kill(max(child_pids(master)), signal.SIGKILL)
+                time.sleep(2.0)
+                # The oldest worker: it is serving (a replacement may still be loading its model).
+                os.kill(min(child_pids(master)), signal.SIGKILL)
                 time.sleep(1.0)
                 cut_off = log_tail(tmp_path / "proxy.log", 10**7).count("from upstream, client")
                 if cut_off and kill >= 1:

@@ -30,6 +30,7 @@ a record already past its retention (a late replay) is not written.
 
 import logging
 import re
+import time
 import types
 import zlib
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 DAYS_BUCKET = 0  # record_days has a single partition: a few hundred rows per year
 DAYS_AT_ONCE = 8  # record_days rows read per query while walking back through the days
+# Tries, a second apart, of a schema statement that meets another process's change still spreading.
+SCHEMA_RETRIES = 30
+SCHEMA_RETRY_SECONDS = 1.0
 PARAMS = {
     "consistency",
     "replication",
@@ -311,14 +315,36 @@ class CassandraStore(RecordStore):
             # Schema changes wait for agreement between nodes: allow far more than a request.
             wait = max(self.timeout, 60.0)
             for statement in ddl:
-                session.execute(statement, timeout=wait)
+                self._schema_change(session, statement, wait)
             had_stats = self._tables(session) >= {"stat_days"}
             for statement in self._missing_columns(session) + cassandra_stats.ddl(ks):
-                session.execute(statement, timeout=wait)
+                self._schema_change(session, statement, wait)
         except _driver_errors() as exc:
             raise StoreUnavailable(f"cassandra: {type(exc).__name__}: {exc}") from exc
         if not had_stats:
             self._count_existing_days()
+
+    def _schema_change(self, session, statement, wait):
+        """Run one schema statement; retry (bounded) while another process's change still travels the ring.
+
+        Workers starting together on a cluster race: one creates the keyspace through one node, and the
+        next statement of another may reach a node that has not heard of it yet ("doesn't exist"), or find
+        a column it meant to add already there.
+        """
+        from cassandra import InvalidRequest
+
+        for attempt in range(SCHEMA_RETRIES):
+            try:
+                session.execute(statement, timeout=wait)
+                return
+            except InvalidRequest as exc:
+                if "already exist" in str(exc):
+                    return  # another process made the same change first
+                lagging = "doesn't exist" in str(exc) or "unconfigured table" in str(exc)
+                if not lagging or attempt == SCHEMA_RETRIES - 1:
+                    raise
+                log.info("schema not yet agreed (%s); retrying", exc)
+                time.sleep(SCHEMA_RETRY_SECONDS)
 
     def _tables(self, session):
         rows = session.execute(

@@ -250,17 +250,29 @@ def extract_ink(gray):
     return ink
 
 
-def _digit_mask(ink):
-    """Keep the strokes of the digit; drop specks that lie away from it."""
+def stroke_components(ink):
+    """(box, (top, left), count, labels, stats) of the strokes' 8-connected pieces, or None without strokes.
+
+    Only the box around all strokes is labelled: the same components, at a fraction of the canvas's cost;
+    `labels` and `stats` are in the box's coordinates, whose corner in the ink is (top, left).
+    """
     strokes = ink >= STROKE_THRESHOLD
     rows = np.flatnonzero(strokes.any(axis=1))
     if rows.size == 0:
         return None
     cols = np.flatnonzero(strokes.any(axis=0))
-    # Label only the box around the strokes: the same components, at a fraction of the canvas's cost.
-    top, left = rows[0], cols[0]
+    top, left = int(rows[0]), int(cols[0])
     box = strokes[top : rows[-1] + 1, left : cols[-1] + 1].astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(box, connectivity=8)
+    return box, (top, left), count, labels, stats
+
+
+def _digit_mask(ink):
+    """Keep the strokes of the digit; drop specks that lie away from it."""
+    found = stroke_components(ink)
+    if found is None:
+        return None
+    box, (top, left), count, labels, stats = found
     areas = stats[1:, cv2.CC_STAT_AREA]
     major = [i + 1 for i, area in enumerate(areas) if area >= 0.1 * areas.max()]
     left_edge = min(stats[i, cv2.CC_STAT_LEFT] for i in major)
@@ -274,7 +286,7 @@ def _digit_mask(ink):
         near = x < right + margin and x + w > left_edge - margin and y < bottom + margin and y + h > top_edge - margin
         keep[i] = i in major or near
     mask = np.zeros(ink.shape, bool)
-    mask[top : rows[-1] + 1, left : cols[-1] + 1] = box.astype(bool) if keep[1:].all() else keep[labels]
+    mask[top : top + box.shape[0], left : left + box.shape[1]] = box.astype(bool) if keep[1:].all() else keep[labels]
     return mask
 
 

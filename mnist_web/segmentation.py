@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .errors import NoDigitFound
-from .preprocessing import STROKE_THRESHOLD, normalize_ink
+from .preprocessing import normalize_ink, stroke_components
 
 # Pieces smaller than this fraction of the writing's height (both ways) are specks or fragments.
 SPECK = 0.2
@@ -72,16 +72,13 @@ class _Pieces:
 
 
 def _pieces(ink):
-    strokes = ink >= STROKE_THRESHOLD
-    rows = np.flatnonzero(strokes.any(axis=1))
-    if rows.size == 0:
+    found = stroke_components(ink)
+    if found is None:
         return None
-    cols = np.flatnonzero(strokes.any(axis=0))
-    box = strokes[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.uint8)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(box, connectivity=8)
+    _, (top, left), _, labels, stats = found
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
     tall = heights[heights >= 0.5 * heights.max()]
-    return _Pieces(labels, stats, (int(cols[0]), int(rows[0])), float(np.percentile(tall, 75)))
+    return _Pieces(labels, stats, (left, top), float(np.percentile(tall, 75)))
 
 
 def _extent(stats, ids):

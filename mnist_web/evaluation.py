@@ -19,8 +19,8 @@ PHOTOS_SEED = 20261128
 def mnist_test_accuracy(recognizer, data_dir=None):
     """Accuracy of the model on the 10,000 MNIST test images, as they are."""
     _, (images, labels) = load_mnist(data_dir)
-    predicted = recognizer.predict_batch(images.astype(np.float32) / 255.0).argmax(axis=1)
-    return float((predicted == labels).mean())
+    answers = recognizer.calibration.answers(recognizer.classify_batch(images.astype(np.float32) / 255.0))
+    return float((answers == labels).mean())  # a refusal (-1) counts as wrong
 
 
 def canvas_accuracy(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
@@ -34,7 +34,7 @@ def canvas_accuracy(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
             inputs[i] = preprocess(png)
         except MnistWebError:
             accepted[i] = False  # a refused drawing counts as a miss
-    predicted = recognizer.predict_batch(inputs).argmax(axis=1)
+    predicted = recognizer.calibration.answers(recognizer.classify_batch(inputs))
     correct = int(((predicted == labels) & accepted).sum())
     return correct / len(labels), int((~accepted).sum())
 

@@ -6,6 +6,7 @@ It runs on TensorFlow or, where TensorFlow is not installed (the container image
 import dataclasses
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import threading
@@ -22,15 +23,74 @@ log = logging.getLogger(__name__)
 
 MODEL_JSON = "model_mnist.json"
 MODEL_WEIGHTS = "model_mnist.weights.h5"
+# Temperature and refusal threshold fitted on validation data by train_keras.py (absent: T=1, never refuse).
+CALIBRATION = "calibration.json"
+# The model's classes: the ten digits, then (in an 11-output model) "not a digit".
+DIGIT_CLASSES = 10
+NOT_A_DIGIT = DIGIT_CLASSES
+VERDICTS = ("digit", "not_a_digit")
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """How raw model outputs become the probabilities the service reports, and when it refuses."""
+
+    temperature: float = 1.0
+    refuse_at: float = 1.0  # refuse when P(not a digit) reaches this (1.0 with a 10-class model: never)
+
+    @classmethod
+    def load(cls, model_dir):
+        """The model folder's calibration.json, or the identity where there is none."""
+        path = Path(model_dir) / CALIBRATION
+        if not path.exists():
+            return cls()
+        found = json.loads(path.read_text())
+        return cls(float(found["temperature"]), float(found["refuse_at"]))
+
+    def apply(self, raw):
+        """(n, 11) calibrated probabilities (ten digits, then not-a-digit) from (n, 10|11) softmax outputs."""
+        raw = np.asarray(raw, np.float64)
+        logits = np.log(np.maximum(raw, 1e-12)) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        scaled = np.exp(logits)
+        scaled /= scaled.sum(axis=1, keepdims=True)
+        if scaled.shape[1] == DIGIT_CLASSES:
+            scaled = np.concatenate([scaled, np.zeros((len(scaled), 1))], axis=1)
+        return scaled.astype(np.float32)
+
+    def refused(self, calibrated):
+        """Boolean (n,): which calibrated rows are answered "not a digit"."""
+        calibrated = np.asarray(calibrated)
+        return calibrated[:, NOT_A_DIGIT] >= self.refuse_at
+
+    def answers(self, calibrated):
+        """(n,) digits, -1 where refused."""
+        return np.where(self.refused(calibrated), -1, calibrated[:, :DIGIT_CLASSES].argmax(axis=1))
 
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """The model's answer for one image."""
+    """The model's answer for one image: a digit, or None when the drawing is refused as not a digit."""
 
-    digit: int
-    confidence: float
-    probabilities: tuple
+    digit: int | None
+    confidence: float  # calibrated probability of the answer: the digit, or "not a digit" when refused
+    probabilities: tuple  # the ten digits' calibrated probabilities (with not_a_digit they sum to 1)
+    not_a_digit: float = 0.0  # calibrated probability that the drawing is not a digit
+
+    @property
+    def verdict(self):
+        """ "digit" or "not_a_digit"."""
+        return VERDICTS[self.digit is None]
+
+    @classmethod
+    def from_calibrated(cls, row, calibration):
+        """The answer for one calibrated row (ten digits, then not-a-digit)."""
+        digits = tuple(float(p) for p in row[:DIGIT_CLASSES])
+        rest = float(row[NOT_A_DIGIT])
+        if rest >= calibration.refuse_at:
+            return cls(None, rest, digits, rest)
+        digit = int(np.argmax(digits))
+        return cls(digit, digits[digit], digits, rest)
 
 
 INFERENCE_CHOICES = ("auto", "tensorflow", "numpy")
@@ -48,6 +108,8 @@ class Recognizer:
         self.model_dir = Path(model_dir)
         weights = self.model_dir / MODEL_WEIGHTS
         self.version = "cnn-" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        self.calibration = Calibration.load(self.model_dir)
+        self.classes = _output_width(self.model_dir / MODEL_JSON)
         setting = Config.MNIST_INFERENCE if inference is None else inference
         self.runtime = runtime_for(setting)  # what runs one image (the request path)
         self.batch_runtime = runtime_for(setting, batch=True)
@@ -90,21 +152,31 @@ class Recognizer:
         return forward, lambda batch, size: forward.batch(batch, min(size, NUMPY_CHUNK))
 
     def predict(self, image):
-        """Classify one 28x28 float32 image (white on black, 0..1)."""
-        probabilities = self._one(np.asarray(image, np.float32).reshape(1, 28, 28, 1))[0]
-        digit = int(probabilities.argmax())
-        return Prediction(digit, float(probabilities[digit]), tuple(float(p) for p in probabilities))
+        """Classify one 28x28 float32 image (white on black, 0..1): a digit, or a refusal."""
+        raw = self._one(np.asarray(image, np.float32).reshape(1, 28, 28, 1))
+        return Prediction.from_calibrated(self.calibration.apply(raw)[0], self.calibration)
+
+    def classify_batch(self, images, batch_size=1024):
+        """(n, 11) calibrated probabilities (ten digits, then not-a-digit) for n 28x28 images."""
+        return self.calibration.apply(self.predict_batch(images, batch_size))
 
     def predict_batch(self, images, batch_size=1024):
-        """Return the (n, 10) probabilities for n 28x28 images."""
+        """Return the model's raw (n, classes) softmax outputs for n 28x28 images."""
         images = np.asarray(images, np.float32).reshape(-1, 28, 28, 1)
         if len(images) == 0:
-            return np.zeros((0, 10), np.float32)
+            return np.zeros((0, self.classes), np.float32)
         if self._many is None:
             with self._lock:
                 if self._many is None:
                     self._many = self._load(self.batch_runtime)[1]
         return self._many(images, batch_size)
+
+
+def _output_width(model_json):
+    """How many classes a saved model answers: the units of its last Dense layer (10 if it has none)."""
+    layers = json.loads(Path(model_json).read_text())["config"]["layers"]
+    dense = (layer["config"]["units"] for layer in reversed(layers) if layer["class_name"] == "Dense")
+    return next(dense, DIGIT_CLASSES)
 
 
 def runtime_for(inference, batch=False):

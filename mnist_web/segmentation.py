@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import NoDigitFound
 from .preprocessing import normalize_ink, stroke_components
+from .recognizer import DIGIT_CLASSES
 
 # Pieces smaller than this fraction of the writing's height (both ways) are specks or fragments.
 SPECK = 0.2
@@ -173,7 +174,7 @@ def _read_runs(ink, pieces, major, runs, chosen, inputs, usable, probabilities, 
             pass
     ready = [k for k in chosen if usable[k]]
     if ready:
-        probabilities[ready] = recognizer.predict_batch(inputs[ready])
+        probabilities[ready] = recognizer.classify_batch(inputs[ready])[:, :DIGIT_CLASSES]
 
 
 def _apart(pieces, major, i, sure):
@@ -206,7 +207,7 @@ def read_digits(ink, recognizer):
     shape = [_shape_cost(pieces, major[a:b]) for a, b in runs]
     inputs = np.zeros((len(runs), 28, 28), np.float32)
     usable = np.zeros(len(runs), bool)
-    probabilities = np.zeros((len(runs), 10), np.float32)
+    probabilities = np.zeros((len(runs), DIGIT_CLASSES), np.float32)
     # First each piece alone; then only the runs that could still beat reading their pieces apart.
     singles = [k for k, (a, b) in enumerate(runs) if b - a == 1]
     _read_runs(ink, pieces, major, runs, singles, inputs, usable, probabilities, recognizer)
@@ -249,7 +250,7 @@ def read_digits(ink, recognizer):
             found.append(ReadDigit(box, own, inputs[k], probabilities[k]))
     again = [i for i, digit in enumerate(found) if digit.probabilities is None]
     if again:
-        redone = recognizer.predict_batch(np.stack([found[i].model_input for i in again]))
+        redone = recognizer.classify_batch(np.stack([found[i].model_input for i in again]))[:, :DIGIT_CLASSES]
         for i, p in zip(again, redone, strict=True):
             found[i] = dataclasses.replace(found[i], probabilities=p)
     return found

@@ -48,10 +48,17 @@ class RecordNotFound(MnistWebError):
 
 
 class InvalidLabel(MnistWebError):
-    """The label must be an integer from 0 to 9."""
+    """The label must be an integer from 0 to 9, or a number as a string of digits such as "042"."""
 
     status = 400
     code = "invalid_label"
+
+
+class InvalidMode(MnistWebError):
+    """The mode must be "digit" or "number"."""
+
+    status = 400
+    code = "invalid_mode"
 
 
 class ServerBusy(MnistWebError):

@@ -6,7 +6,7 @@ its own errors as JSON. nginx runs as the invoking user with every file (rendere
 pid, temp folders, the socket) under instance/nginx-<port>/ (ignored by git).
 
 Environment (all optional; README.md "Behind nginx" explains each):
-  HOST (127.0.0.1), PORT (5000), MNIST_MAX_UPLOAD_BYTES (5 MiB), NGINX_RATE_LIMIT (10r/s),
+  HOST (127.0.0.1), PORT (5000), MNIST_MAX_UPLOAD_BYTES (16 MiB, mnist_web/limits.py), NGINX_RATE_LIMIT (10r/s),
   NGINX_RATE_BURST (20), NGINX_CONN_PER_CLIENT (100), NGINX_CLIENT_TIMEOUT (10 s),
   NGINX_UPSTREAM_TIMEOUT (60 s), NGINX_WORKER_PROCESSES (1), NGINX_ACCESS_LOG (/dev/stdout; "off"),
   NGINX_PREFIX (instance/nginx-<port>), NGINX_BIN (nginx on PATH or /usr/sbin/nginx).
@@ -25,6 +25,8 @@ from pathlib import Path
 from string import Template
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+from mnist_web.limits import MAX_UPLOAD_BYTES  # noqa: E402  (the app's default body limit, defined once)
 TEMPLATES = REPO_ROOT / "deploy" / "nginx"
 DEFAULTS = {
     "NGINX_RATE_LIMIT": "10r/s",
@@ -55,7 +57,7 @@ def settings(env):
         NGINX_LISTEN=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         NGINX_UPSTREAM=f"unix:{prefix}/gunicorn.sock",
         NGINX_STATIC_ROOT=str(REPO_ROOT / "static"),
-        NGINX_MAX_BODY_BYTES=env.get("MNIST_MAX_UPLOAD_BYTES") or str(5 * 1024 * 1024),
+        NGINX_MAX_BODY_BYTES=env.get("MNIST_MAX_UPLOAD_BYTES") or str(MAX_UPLOAD_BYTES),
     )
     return values
 

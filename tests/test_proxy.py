@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 from support.harness import ServerExited, child_pids, log_tail, running, server_unavailable, wait_http
 from support.ports import free_port
 
+from mnist_web.limits import MAX_UPLOAD_BYTES
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -149,13 +151,13 @@ def canvas_png():
 
 def test_chunked_body_over_the_limit_is_413_not_truncated(port):
     png = canvas_png()
-    body = png + b"\x00" * (5 * 1024 * 1024 + 1000 - len(png))
+    body = png + b"\x00" * (MAX_UPLOAD_BYTES + 1000 - len(png))
     head = (
         b"POST /api/v1/predictions HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     assert_json_error(*raw(port, head + chunked(body)), 413)
     before = json.loads(request(port, "GET", "/api/v1/stats")[2])["total"]
-    canvas = b"data:image/png;base64," + __import__("base64").b64encode(png) + b" " * (5 * 1024 * 1024)
+    canvas = b"data:image/png;base64," + __import__("base64").b64encode(png) + b" " * MAX_UPLOAD_BYTES
     assert_json_error(*raw(port, chunked_head("/predict/", "text/plain") + chunked(canvas)), 413)
     assert json.loads(request(port, "GET", "/api/v1/stats")[2])["total"] == before  # nothing was stored
 

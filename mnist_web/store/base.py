@@ -6,7 +6,7 @@ import datetime
 import uuid
 
 from ..errors import InvalidLabel
-from ..limits import DIGITS, is_digit
+from ..limits import DIGITS, is_digit, is_number
 
 
 @dataclasses.dataclass
@@ -15,7 +15,7 @@ class Record:
 
     id: uuid.UUID  # a version-1 (time) UUID made by the client, so replays are idempotent
     created_at: datetime.datetime  # UTC, millisecond precision
-    digit: int
+    digit: int | None  # None when no single digit is the answer (a number, several digits, not a digit)
     confidence: float
     probabilities: list
     source: str  # canvas / upload / api
@@ -26,6 +26,11 @@ class Record:
     model_version: str
     latency_ms: float
     label: int | None = None
+    verdict: str | None = None  # limits.VERDICTS; None in records made before verdicts: "digit"
+    mode: str | None = None  # limits.MODES; None in records made before number mode: "digit"
+    number: str | None = None  # the digit string read (number mode, or digit mode's several_digits)
+    digits: list | None = None  # per digit read: {digit, confidence, probabilities, not_a_digit, box}
+    number_label: str | None = None  # the user's correct number, a digit string (number-mode records)
 
     def summary(self):
         """The JSON-ready form without the image bytes or the client's address (store/fields.py: PUBLIC)."""
@@ -36,17 +41,78 @@ class Record:
 
 @dataclasses.dataclass
 class Stats:
-    """Counts per predicted digit and accuracy over the labelled records."""
+    """Counts per predicted digit and of the other answers, and accuracy over the labelled records.
+
+    labelled/correct (and accuracy) are over digit-mode records; numbers_* over number-mode records,
+    a number being correct when its label is the whole digit string read.
+    """
 
     total: int
     per_digit: dict  # digit -> count
     labelled: int
     correct: int
+    not_a_digit: int = 0  # digit mode: refused as not a digit
+    several_digits: int = 0  # digit mode: the drawing held several digits
+    numbers: int = 0  # number mode: read as a number
+    numbers_refused: int = 0  # number mode: a part was not a digit
+    numbers_labelled: int = 0
+    numbers_correct: int = 0
 
     @property
     def accuracy(self):
         """Share of labelled records whose prediction matched the label, or None if none are labelled."""
         return self.correct / self.labelled if self.labelled else None
+
+    @property
+    def number_accuracy(self):
+        """Share of labelled number-mode records read exactly right, or None if none are labelled."""
+        return self.numbers_correct / self.numbers_labelled if self.numbers_labelled else None
+
+    @classmethod
+    def from_buckets(cls, rows):
+        """Stats from (bucket, total, labelled, correct) rows (see bucket()); a bucket may come more than once."""
+        found = cls(0, zero_per_digit(), 0, 0)
+        for key, total, labelled, correct in rows:
+            key = int(key)
+            if key >= 0:
+                found.per_digit[key] += total
+            else:
+                name = BUCKET_NAMES[key]
+                setattr(found, COUNTED_AS[name], getattr(found, COUNTED_AS[name]) + total)
+            if key in NUMBER_BUCKETS:
+                found.numbers_labelled += labelled
+                found.numbers_correct += correct
+            else:
+                found.labelled += labelled
+                found.correct += correct
+            found.total += total
+        return found
+
+
+# Stats keys of the records that are not one digit, beside the digits 0-9 (negative: never a digit).
+BUCKETS = {"not_a_digit": -1, "several_digits": -2, "number": -3, "number_refused": -4}
+BUCKET_NAMES = {key: name for name, key in BUCKETS.items()}
+COUNTED_AS = {"not_a_digit": "not_a_digit", "several_digits": "several_digits", "number": "numbers"}
+COUNTED_AS["number_refused"] = "numbers_refused"
+NUMBER_BUCKETS = (BUCKETS["number"], BUCKETS["number_refused"])
+# Every stats key in a fixed order: the digits, then the others (Cassandra packs its counts in this order).
+STAT_KEYS = (*range(10), *BUCKETS.values())
+
+
+def bucket(digit, verdict, mode):
+    """The stats key of a record: its digit, or BUCKETS' key for an answer that is no single digit."""
+    if mode == "number":
+        return BUCKETS["number" if verdict == "number" else "number_refused"]
+    if digit is not None:
+        return int(digit)
+    return BUCKETS["several_digits" if verdict == "several_digits" else "not_a_digit"]
+
+
+def counts_as_correct(label, digit, number_label, number):
+    """Whether a labelled record's answer was right: the digit for a digit, the whole string for a number."""
+    if label is not None:
+        return digit is not None and int(label) == int(digit)
+    return number_label is not None and number_label == number
 
 
 def new_record_id():
@@ -86,11 +152,22 @@ def sort_token(record_id):
     return f"{record_id.time:016x}{record_id.hex}"
 
 
-def check_label(label):
-    """Return the label as a digit (an int) or raise InvalidLabel (bools and floats are refused)."""
-    if not is_digit(label):
+def check_label(label, mode=None):
+    """Return the label if it fits the record's mode, else raise InvalidLabel (bools and floats are refused).
+
+    A digit-mode record takes a digit (an int); a number-mode record a digit string such as "042".
+    """
+    if mode == "number":
+        if not is_number(label):
+            raise InvalidLabel('label a number with its digits as a string, such as "042"')
+    elif not is_digit(label):
         raise InvalidLabel()
     return label
+
+
+def label_attr(mode):
+    """The Record attribute a label of a record of this mode goes to: `number_label` for numbers, else `label`."""
+    return "number_label" if mode == "number" else "label"
 
 
 def zero_per_digit():

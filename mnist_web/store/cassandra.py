@@ -38,8 +38,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ..errors import RecordNotFound, StoreUnavailable
 from ..forklocal import ForkLocal
 from . import cassandra_stats, retention
-from .base import RecordStore, check_label, record_time
-from .fields import FIELDS, ID, LABEL, column_list, encode, from_cql_row, placeholders
+from .base import RecordStore, check_label, label_attr, record_time
+from .fields import FIELDS, ID, LABEL, MODE, NUMBER_LABEL, column_list, encode, from_cql_row, placeholders
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +254,12 @@ class CassandraStore(RecordStore):
             "insert": f"INSERT INTO {ks}.record_data (day, shard, {COLUMNS}) VALUES ({values}) USING TTL ?",
             "insert_day": f"INSERT INTO {ks}.record_days (bucket, day) VALUES (?, ?) USING TTL ?",
             "get": f"SELECT {COLUMNS} FROM {ks}.record_data WHERE day = ? AND shard = ? AND id = ?",
-            "exists": f"SELECT id FROM {ks}.record_data WHERE day = ? AND shard = ? AND id = ?",
-            "label": f"UPDATE {ks}.record_data USING TTL ? SET {LABEL.name} = ? WHERE day = ? AND shard = ? AND id = ?",
+            "exists": f"SELECT id, {MODE.name} FROM {ks}.record_data WHERE day = ? AND shard = ? AND id = ?",
+            **{
+                f"label_{field.attr}": f"UPDATE {ks}.record_data USING TTL ? SET {field.name} = ? "
+                "WHERE day = ? AND shard = ? AND id = ?"
+                for field in (LABEL, NUMBER_LABEL)
+            },
             "page": f"SELECT {COLUMNS} FROM {ks}.record_data WHERE day = ? AND shard = ? LIMIT ?",
             "page_before": f"SELECT {COLUMNS} FROM {ks}.record_data WHERE day = ? AND shard = ? AND id < ? LIMIT ?",
             "days": f"SELECT day FROM {ks}.record_days WHERE bucket = ? AND day <= ? LIMIT ?",
@@ -469,14 +473,16 @@ class CassandraStore(RecordStore):
 
     def set_label(self, record_id, label):
         """Store the user's label and return the record (RecordNotFound if there is none); marks its hour."""
-        label = check_label(label)
         key = (day_of(record_id), self._shard(record_id), record_id)
         ttl = retention.ttl_seconds(record_id, self.retention_days)
         # Records are only deleted by expiry, so checking first keeps UPDATE from creating rows.
-        if (ttl is not None and ttl <= 0) or not self._run("exists", key):
+        found = [] if ttl is not None and ttl <= 0 else self._run("exists", key)
+        if not found:
             raise RecordNotFound()
+        mode = getattr(found[0], MODE.name)
+        label = check_label(label, mode)
         # The label expires with its record (a cell outliving the row would bring back a husk of it).
-        self._run("label", (ttl or 0, label, *key))
+        self._run(f"label_{label_attr(mode)}", (ttl or 0, label, *key))
         self._run("mark", cassandra_stats.mark_values(*cassandra_stats.hour_of(record_id), ttl))
         return self.get(record_id)
 

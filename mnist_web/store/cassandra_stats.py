@@ -36,17 +36,42 @@ import uuid
 
 from ..limits import DIGITS
 from . import retention
-from .base import Stats, record_time
-from .fields import DIGIT, LABEL
+from .base import BUCKETS, NUMBER_BUCKETS, STAT_KEYS, Stats, bucket, counts_as_correct, record_time
+from .fields import DIGIT, LABEL, MODE, NUMBER, NUMBER_LABEL, VERDICT
 
 BUCKET = 0  # stat_marks and stat_days are single partitions: a few rows per recent hour, a row per day
 WHOLE_DAY = -1  # a mark for every hour of a day (a database made before the rollups existed)
 GRACE = datetime.timedelta(minutes=5)  # an hour is sealed this long after it ended
 HOUR = datetime.timedelta(hours=1)
 DAYS_AT_ONCE = 8  # marked days whose queries are in flight together
-WIDTH = len(DIGITS) + 2  # counts: one per digit, then labelled, then correct
+# Counts: one per stats key (base.STAT_KEYS: the digits, then the other answers), then digit mode's
+# labelled and correct, then number mode's. Rollups written before number mode hold the digits, labelled
+# and correct only (OLD_WIDTH); they read as that with zeros for the rest.
+KEYS = len(STAT_KEYS)
+LABELLED, CORRECT, NUMBERS_LABELLED, NUMBERS_CORRECT = range(KEYS, KEYS + 4)
+WIDTH = KEYS + 4
+OLD_WIDTH = len(DIGITS) + 2
 # Stored packed in a blob: the driver decodes a blob in one step, a list<bigint> element by element.
 PACKED = struct.Struct(f">{WIDTH}q")
+OLD_PACKED = struct.Struct(f">{OLD_WIDTH}q")
+SLOT = {key: i for i, key in enumerate(STAT_KEYS)}
+
+
+def unpack(blob):
+    """A rollup's counts (WIDTH of them), whichever version wrote it."""
+    if len(blob) == OLD_PACKED.size:
+        old = OLD_PACKED.unpack(blob)
+        counts = [*old[: len(DIGITS)], *[0] * (KEYS - len(DIGITS)), old[-2], old[-1], 0, 0]
+        return counts
+    return list(PACKED.unpack(blob))
+
+
+def as_stats(counts):
+    """Stats from a counts vector."""
+    rows = [(key, counts[SLOT[key]], 0, 0) for key in STAT_KEYS]
+    rows.append((BUCKETS["not_a_digit"], 0, counts[LABELLED], counts[CORRECT]))
+    rows.append((BUCKETS["number"], 0, counts[NUMBERS_LABELLED], counts[NUMBERS_CORRECT]))
+    return Stats.from_buckets(rows)
 
 
 def ddl(ks):
@@ -73,7 +98,8 @@ def statements(ks):
         "hours_counts": f"SELECT hour, counts FROM {ks}.stat_hours WHERE day = ?",
         "seal_hour": f"INSERT INTO {ks}.stat_hours (day, hour, counts) VALUES (?,?,?) USING TTL ? AND TIMESTAMP ?",
         "seal_day": f"INSERT INTO {ks}.stat_days (bucket, day, counts) VALUES (?,?,?) USING TTL ? AND TIMESTAMP ?",
-        "recount": f"SELECT id, {d}, {lab} FROM {ks}.record_data WHERE day = ? AND shard = ? "
+        "recount": f"SELECT id, {d}, {lab}, {VERDICT.name}, {MODE.name}, {NUMBER.name}, {NUMBER_LABEL.name} "
+        f"FROM {ks}.record_data WHERE day = ? AND shard = ? "
         "AND id >= minTimeuuid(?) AND id < minTimeuuid(?)",
     }
 
@@ -128,7 +154,7 @@ class Rollups:
         for row in self.store._wait(marks_future):
             marked.setdefault(row.day, {}).setdefault(row.hour, []).append(row.mark)
         # Column sums over the unmarked days (hundreds of rows a year: one zip, not a loop of adds).
-        clean = [PACKED.unpack(row.counts) for row in self.store._wait(days_future) if row.day not in marked]
+        clean = [unpack(row.counts) for row in self.store._wait(days_future) if row.day not in marked]
         total = [sum(column) for column in zip(*clean, strict=True)] if clean else [0] * WIDTH
         # The other marked days' sealed hours and recounts go out together, DAYS_AT_ONCE days at a time
         # (a bulk load or an upgrade marks every day).
@@ -138,8 +164,7 @@ class Rollups:
             pending = {day: self._pending(session, stmts, day, marked[day], guess) for day in chunk}
             for day in chunk:
                 total = _add(total, self._finish_day(session, stmts, day, marked[day], pending[day], now, stamp))
-        per_digit = dict(zip(DIGITS, total[: len(DIGITS)], strict=True))
-        return Stats(total=sum(per_digit.values()), per_digit=per_digit, labelled=total[-2], correct=total[-1])
+        return as_stats(total)
 
     def _pending(self, session, stmts, day, marks, guess):
         """The queries of a marked day: those sent ahead if they cover its marked hours, else new ones."""
@@ -159,7 +184,7 @@ class Rollups:
     def _finish_day(self, session, stmts, day, marks, pending, now, stamp):
         """One marked day's counts: clean hours from stat_hours, marked hours recounted; seals what is closed."""
         dirty, sealed_future, recount_futures = pending
-        sealed = {row.hour: PACKED.unpack(row.counts) for row in self.store._wait(sealed_future)}
+        sealed = {row.hour: unpack(row.counts) for row in self.store._wait(sealed_future)}
         fresh = self._recount(recount_futures, dirty)
         day_total = [0] * WIDTH
         for hour in range(24):
@@ -178,10 +203,15 @@ class Rollups:
                 if found is None:  # an hour in the range that is not marked: its rollup is exact
                     continue
                 digit, label = getattr(row, DIGIT.name), getattr(row, LABEL.name)
-                found[digit] += 1
-                if label is not None:
-                    found[-2] += 1
-                    found[-1] += label == digit
+                number, number_label = getattr(row, NUMBER.name), getattr(row, NUMBER_LABEL.name)
+                key = bucket(digit, getattr(row, VERDICT.name), getattr(row, MODE.name))
+                found[SLOT[key]] += 1
+                if label is not None or number_label is not None:
+                    numbers = key in NUMBER_BUCKETS
+                    found[NUMBERS_LABELLED if numbers else LABELLED] += 1
+                    found[NUMBERS_CORRECT if numbers else CORRECT] += counts_as_correct(
+                        label, digit, number_label, number
+                    )
         return counts
 
     def _seal(self, session, stmts, day, marks, dirty, closed, fresh, day_total, stamp):

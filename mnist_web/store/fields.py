@@ -13,6 +13,7 @@ records read back as None); the backends add a missing column to an existing tab
 | floats | list of float | TEXT (JSON)      | frozen<list<double>> | JSON               | list          |
 | text   | str           | TEXT             | text                 | itself             | string        |
 | bytes  | bytes         | BLOB             | blob                 | bytes              | (own column)  |
+| json   | list or dict  | TEXT (JSON)      | text (JSON)          | JSON               | itself        |
 """
 
 import dataclasses
@@ -84,6 +85,7 @@ KINDS = {
     ),  # fmt: skip
     "text": Kind("TEXT", "text", str, str, str, str, str, str, str, str),
     "bytes": Kind("BLOB", "blob", bytes, bytes, bytes, bytes, bytes, bytes),
+    "json": Kind("TEXT", "text", json.dumps, json.loads, json.dumps, json.loads, json.dumps, json.loads, _same, _same),
 }
 
 
@@ -126,7 +128,7 @@ class Field:
 FIELDS = (
     Field("id", "uuid"),
     Field("created_at", "time", column="date"),
-    Field("digit", "int", column="result"),
+    Field("digit", "int", column="result", nullable=True),
     Field("confidence", "float"),
     Field("probabilities", "floats"),
     Field("source", "text"),
@@ -137,13 +139,19 @@ FIELDS = (
     Field("model_version", "text"),
     Field("latency_ms", "float"),
     Field("label", "int", nullable=True),
+    Field("verdict", "text", nullable=True),
+    Field("mode", "text", nullable=True),
+    Field("number", "text", nullable=True),
+    Field("digits", "json", nullable=True),
+    Field("number_label", "text", nullable=True),
 )
 BY_ATTR = {f.attr: f for f in FIELDS}
 COLUMNS = tuple(f.name for f in FIELDS)
 BLOBS = tuple(f for f in FIELDS if KINDS[f.kind].to_json is None)
 SCALARS = tuple(f for f in FIELDS if f not in BLOBS)
 PUBLIC = tuple(f for f in SCALARS if f.public)
-ID, DIGIT, LABEL = BY_ATTR["id"], BY_ATTR["digit"], BY_ATTR["label"]
+ID, DIGIT, LABEL, MODE = BY_ATTR["id"], BY_ATTR["digit"], BY_ATTR["label"], BY_ATTR["mode"]
+VERDICT, NUMBER, NUMBER_LABEL = BY_ATTR["verdict"], BY_ATTR["number"], BY_ATTR["number_label"]
 if tuple(f.attr for f in FIELDS) != tuple(f.name for f in dataclasses.fields(Record)):
     raise RuntimeError("store/fields.py FIELDS must list the Record's fields in order")
 

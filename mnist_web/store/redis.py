@@ -30,22 +30,23 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import RecordNotFound, StoreUnavailable
 from ..forklocal import ForkLocal
 from . import retention
-from .base import RecordStore, Stats, check_label, record_time, sort_token, zero_per_digit
-from .fields import BY_ATTR, DIGIT, LABEL, from_mapping, to_mapping
+from .base import BUCKETS, STAT_KEYS, RecordStore, Stats, bucket, check_label, label_attr, record_time, sort_token
+from .fields import BY_ATTR, DIGIT, LABEL, MODE, NUMBER, from_mapping, to_mapping
 
 log = logging.getLogger(__name__)
 DATE = BY_ATTR["created_at"]
 
 ADD_LUA = """
 -- KEYS: record hash, recent zset, the day's stats hash, stat_days zset
--- ARGV: sort token, digit, label or '', expire-at seconds or '', day, then the record's field/value pairs
+-- ARGV: sort token, stats key, label or '', expire-at seconds or '', day, the answer a label must equal,
+-- the labelled/correct fields' prefix, then the record's field/value pairs
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 if ARGV[3] ~= '' then
-  redis.call('HINCRBY', KEYS[3], 'labelled', 1)
-  if ARGV[3] == ARGV[2] then redis.call('HINCRBY', KEYS[3], 'correct', 1) end
+  redis.call('HINCRBY', KEYS[3], ARGV[7] .. 'labelled', 1)
+  if ARGV[3] == ARGV[6] then redis.call('HINCRBY', KEYS[3], ARGV[7] .. 'correct', 1) end
 end
 redis.call('ZADD', KEYS[4], 0, ARGV[5])
 if ARGV[4] ~= '' then
@@ -56,16 +57,18 @@ return 1
 """
 
 LABEL_LUA = """
--- KEYS: record hash, the record's day stats hash; ARGV: the new label, the digit field, the label field
+-- KEYS: record hash, the record's day stats hash
+-- ARGV: the new label, the answer field (digit or number), the label field, the labelled/correct prefix
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local digit = redis.call('HGET', KEYS[1], ARGV[2])
 local old = redis.call('HGET', KEYS[1], ARGV[3])
+local labelled, correct = ARGV[4] .. 'labelled', ARGV[4] .. 'correct'
 if not old then
-  redis.call('HINCRBY', KEYS[2], 'labelled', 1)
+  redis.call('HINCRBY', KEYS[2], labelled, 1)
 elseif old == digit then
-  redis.call('HINCRBY', KEYS[2], 'correct', -1)
+  redis.call('HINCRBY', KEYS[2], correct, -1)
 end
-if ARGV[1] == digit then redis.call('HINCRBY', KEYS[2], 'correct', 1) end
+if ARGV[1] == digit then redis.call('HINCRBY', KEYS[2], correct, 1) end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[1])
 return 1
 """
@@ -165,9 +168,13 @@ class RedisStore(RecordStore):
         if expire_at is not None and retention.ttl_seconds(record.id, self.retention_days) <= 0:
             return  # already past retention (a late replay): it would be deleted at once
         day = day_of(record.id)
-        label = "" if record.label is None else str(record.label)
+        label = getattr(record, label_attr(record.mode))
+        label = "" if label is None else str(label)
         expire = "" if expire_at is None else int(expire_at.timestamp())
-        args = [sort_token(record.id), str(record.digit), label, expire, day]
+        answer = getattr(record, _answer(record.mode).attr)
+        key = bucket(record.digit, record.verdict, record.mode)
+        answer = "" if answer is None else str(answer)
+        args = [sort_token(record.id), str(key), label, expire, day, answer, _prefix(record.mode)]
         for name, value in to_mapping(record).items():
             args += [name, value]
         keys = [self._record_key(record.id), self._key("recent"), self._key(f"stats:{day}"), self._key("stat_days")]
@@ -200,10 +207,17 @@ class RedisStore(RecordStore):
         return records, next_cursor
 
     def set_label(self, record_id, label):
-        """Store the user's label, adjusting the day's labelled/correct counts atomically."""
-        label = check_label(label)
-        keys = [self._record_key(record_id), self._key(f"stats:{day_of(record_id)}")]
-        args = [str(label), DIGIT.name, LABEL.name]
+        """Store the user's label (a digit, or a number's digit string), adjusting the day's counts atomically."""
+        record_key = self._record_key(record_id)
+        exists, mode = self._call(
+            lambda client, scripts: client.pipeline().exists(record_key).hget(record_key, MODE.name).execute()
+        )
+        if not exists:
+            raise RecordNotFound()
+        mode = mode.decode() if mode is not None else None
+        label = check_label(label, mode)
+        keys = [record_key, self._key(f"stats:{day_of(record_id)}")]
+        args = [str(label), _answer(mode).name, BY_ATTR[label_attr(mode)].name, _prefix(mode)]
         found = self._call(lambda client, scripts: scripts["label"](keys=keys, args=args))
         if found == -1:
             raise RecordNotFound()
@@ -223,15 +237,14 @@ class RedisStore(RecordStore):
                 client.zrem(self._key("stat_days"), *gone)
             return counts
 
-        per_digit, totals = zero_per_digit(), {"labelled": 0, "correct": 0}
+        rows = []
         for counts in self._call(fetch):
-            for name, value in counts.items():
-                name = name.decode()
-                if name in totals:
-                    totals[name] += int(value)
-                else:
-                    per_digit[int(name)] += int(value)
-        return Stats(total=sum(per_digit.values()), per_digit=per_digit, **totals)
+            counts = {name.decode(): int(value) for name, value in counts.items()}
+            rows += [(key, counts.get(str(key), 0), 0, 0) for key in STAT_KEYS]
+            # A day's labelled/correct counts: digit mode's, then number mode's (under any key of each mode).
+            rows.append((BUCKETS["not_a_digit"], 0, counts.get("labelled", 0), counts.get("correct", 0)))
+            rows.append((BUCKETS["number"], 0, counts.get(NUMBERS + "labelled", 0), counts.get(NUMBERS + "correct", 0)))
+        return Stats.from_buckets(rows)
 
     def ping(self):
         """PING the server."""
@@ -242,6 +255,19 @@ class RedisStore(RecordStore):
         found = self._conn.pop()
         if found is not None:
             found[0].connection_pool.disconnect()
+
+
+# The prefix of a number-mode record's labelled/correct fields in a day's stats hash.
+NUMBERS = "number_"
+
+
+def _prefix(mode):
+    return NUMBERS if mode == "number" else ""
+
+
+def _answer(mode):
+    """The field a label is compared with: the number for a number-mode record, else the digit."""
+    return NUMBER if mode == "number" else DIGIT
 
 
 def _token_id(token):

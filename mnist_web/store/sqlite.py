@@ -25,8 +25,22 @@ import time
 from ..errors import RecordNotFound, StoreUnavailable
 from ..forklocal import ForkLocal, thread_local
 from . import retention
-from .base import RecordStore, Stats, check_label, sort_token, zero_per_digit
-from .fields import DIGIT, FIELDS, ID, LABEL, column_list, encode, from_sql_row, placeholders
+from .base import BUCKETS, RecordStore, Stats, check_label, label_attr, sort_token
+from .fields import (
+    BY_ATTR,
+    DIGIT,
+    FIELDS,
+    ID,
+    LABEL,
+    MODE,
+    NUMBER,
+    NUMBER_LABEL,
+    VERDICT,
+    column_list,
+    encode,
+    from_sql_row,
+    placeholders,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,33 +52,53 @@ TABLE = f"""CREATE TABLE IF NOT EXISTS record_data (
 INDEX = "CREATE INDEX IF NOT EXISTS record_data_newest ON record_data (sort_token DESC)"
 INSERT = f"INSERT OR IGNORE INTO record_data (sort_token, {COLUMNS}) VALUES ({placeholders(len(FIELDS) + 1)})"
 D, L = DIGIT.name, LABEL.name
-# One record's share of its digit's row: (total, labelled, correct).
+V, M, N, NL = VERDICT.name, MODE.name, NUMBER.name, NUMBER_LABEL.name
+B = BUCKETS
+
+
+def _key(row):
+    """A record's stats key (base.bucket: its digit, or a negative key for the other answers), in SQL."""
+    number = f"CASE WHEN {row}.{V} = 'number' THEN {B['number']} ELSE {B['number_refused']} END"
+    other = f"CASE WHEN {row}.{V} = 'several_digits' THEN {B['several_digits']} ELSE {B['not_a_digit']} END"
+    return f"COALESCE(CASE WHEN {row}.{M} = 'number' THEN {number} END, {row}.{D}, {other})"
+
+
+# One record's share of its key's row: (total, labelled, correct) (base.counts_as_correct).
 SHARE = {
-    row: f"1, {row}.{L} IS NOT NULL, COALESCE({row}.{L} = {row}.{D}, 0)" for row in ("NEW", "OLD")
+    row: f"1, ({row}.{L} IS NOT NULL OR {row}.{NL} IS NOT NULL), "
+    f"COALESCE({row}.{L} = {row}.{D}, {row}.{NL} = {row}.{N}, 0)"
+    for row in ("NEW", "OLD")
 }  # fmt: skip
-ADD_SHARE = """INSERT INTO record_counts (digit, total, labelled, correct) VALUES ({row}.{d}, {share})
+ADD_SHARE = """INSERT INTO record_counts (digit, total, labelled, correct) VALUES ({key}, {share})
     ON CONFLICT (digit) DO UPDATE SET total = total + excluded.total, labelled = labelled + excluded.labelled,
     correct = correct + excluded.correct;"""
-DROP_SHARE = """UPDATE record_counts SET total = total - 1, labelled = labelled - ({row}.{l} IS NOT NULL),
-    correct = correct - COALESCE({row}.{l} = {row}.{d}, 0) WHERE digit = {row}.{d};"""
-COUNTS = [
-    """CREATE TABLE record_counts (
-        digit INTEGER PRIMARY KEY, total INTEGER NOT NULL, labelled INTEGER NOT NULL, correct INTEGER NOT NULL
-    )""",
-    f"""CREATE TRIGGER record_counts_insert AFTER INSERT ON record_data BEGIN
-        {ADD_SHARE.format(row="NEW", d=D, share=SHARE["NEW"])}
-    END""",
-    f"""CREATE TRIGGER record_counts_update AFTER UPDATE OF {L}, {D} ON record_data BEGIN
-        {DROP_SHARE.format(row="OLD", d=D, l=L)}
-        {ADD_SHARE.format(row="NEW", d=D, share=SHARE["NEW"])}
-    END""",
-    f"""CREATE TRIGGER record_counts_delete AFTER DELETE ON record_data BEGIN
-        {DROP_SHARE.format(row="OLD", d=D, l=L)}
-    END""",
-    # A database made before the counts existed: count what it holds, once, in the same transaction.
-    f"""INSERT INTO record_counts (digit, total, labelled, correct)
-        SELECT {D}, COUNT(*), COUNT({L}), COALESCE(SUM({L} = {D}), 0) FROM record_data GROUP BY {D}""",
-]
+DROP_SHARE = """UPDATE record_counts SET total = total - 1,
+    labelled = labelled - ({row}.{l} IS NOT NULL OR {row}.{nl} IS NOT NULL),
+    correct = correct - COALESCE({row}.{l} = {row}.{d}, {row}.{nl} = {row}.{n}, 0) WHERE digit = {key};"""
+
+
+def _add_share(row):
+    return ADD_SHARE.format(key=_key(row), share=SHARE[row])
+
+
+def _drop_share(row):
+    return DROP_SHARE.format(row=row, l=L, nl=NL, d=D, n=N, key=_key(row))
+
+
+# Column `digit` of record_counts holds the stats key: a digit, or base.BUCKETS' negative keys.
+COUNTS_TABLE = """CREATE TABLE record_counts (
+    digit INTEGER PRIMARY KEY, total INTEGER NOT NULL, labelled INTEGER NOT NULL, correct INTEGER NOT NULL
+)"""
+# Dropped and made again at every start: a file made by an older version gets today's triggers.
+TRIGGERS = {
+    "record_counts_insert": f"AFTER INSERT ON record_data BEGIN {_add_share('NEW')} END",
+    "record_counts_update": f"AFTER UPDATE OF {L}, {D}, {NL} ON record_data BEGIN {_drop_share('OLD')} "
+    f"{_add_share('NEW')} END",
+    "record_counts_delete": f"AFTER DELETE ON record_data BEGIN {_drop_share('OLD')} END",
+}
+# A database made before the counts existed (so before anything but digits): count what it holds, once.
+COUNT_EXISTING = f"""INSERT INTO record_counts (digit, total, labelled, correct)
+    SELECT {D}, COUNT(*), COUNT({L}), COALESCE(SUM({L} = {D}), 0) FROM record_data GROUP BY {D}"""
 # Most records one group commit writes in a transaction (bounds how long one transaction holds the lock).
 MAX_BATCH = 64
 # Tries, 0.1 s apart, while another process makes a new file WAL.
@@ -276,21 +310,20 @@ class SqliteStore(RecordStore):
         return records, (records[-1].id if len(rows) > limit else None)
 
     def set_label(self, record_id, label):
-        """Store the user's label and return the record (the trigger adjusts the counts)."""
-        label = check_label(label)
-        cur = self._run(f"UPDATE record_data SET {L} = ? WHERE {ID.name} = ?", (label, str(record_id)))
+        """Store the user's label (a digit, or a number's digit string) and return the record; triggers count it."""
+        found = self._run(f"SELECT {M} FROM record_data WHERE {ID.name} = ?", (str(record_id),)).fetchone()
+        if found is None:
+            raise RecordNotFound()
+        label = check_label(label, found[0])
+        column = BY_ATTR[label_attr(found[0])].name
+        cur = self._run(f"UPDATE record_data SET {column} = ? WHERE {ID.name} = ?", (label, str(record_id)))
         if cur.rowcount == 0:
             raise RecordNotFound()
         return self.get(record_id)
 
     def stats(self):
-        """Counts per digit, labelled and correctly predicted records, from the trigger-kept counts."""
-        per_digit, labelled, correct = zero_per_digit(), 0, 0
-        for digit, total, digit_labelled, digit_correct in self._run("SELECT * FROM record_counts"):
-            per_digit[digit] = total
-            labelled += digit_labelled
-            correct += digit_correct
-        return Stats(total=sum(per_digit.values()), per_digit=per_digit, labelled=labelled, correct=correct)
+        """Counts per digit and per other answer, labelled and correct, from the trigger-kept counts."""
+        return Stats.from_buckets(self._run("SELECT digit, total, labelled, correct FROM record_counts"))
 
     def purge(self, now=None):
         """Delete every expired record now, in bounded batches; returns how many went."""
@@ -331,5 +364,8 @@ def _create_schema(conn):
     conn.execute(INDEX)
     add_missing_columns(conn, "record_data", FIELDS)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_counts'").fetchone() is None:
-        for statement in COUNTS:
-            conn.execute(statement)
+        conn.execute(COUNTS_TABLE)
+        conn.execute(COUNT_EXISTING)
+    for name, body in TRIGGERS.items():
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        conn.execute(f"CREATE TRIGGER {name} {body}")

@@ -7,6 +7,7 @@ import uuid
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from .answers import parse_mode
 from .db import get_store
 from .errors import InvalidImage, MnistWebError, RecordNotFound
 from .limits import ACCEPTED_IMAGE_TYPES, IMAGE_TYPES
@@ -37,28 +38,38 @@ class BadRequestBody(MnistWebError):
 
 @bp.post("/predictions")
 def create_prediction():
-    """Classify an uploaded file, a raw image body, or JSON {"image": data URL or base64}."""
+    """Classify an uploaded file, a raw image body, or JSON {"image": data URL or base64}.
+
+    ?mode=number (or a form field / JSON key `mode`) reads a number; the default mode=digit one digit.
+    """
     mimetype = request.mimetype
+    given = None  # the mode named in the body, if any
     if mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
             raise BadRequestBody("no `file` field in the form")
-        data, source = upload.read(), "upload"
+        data, source, given = upload.read(), "upload", request.form.get("mode")
     elif mimetype in ACCEPTED_IMAGE_TYPES:
         data, source = request.get_data(cache=False), "api"
     elif mimetype == "application/json":
-        data, source = _image_from_json(), "api"
+        body = _json_body()
+        data, source, given = _image_from_json(body), "api", body.get("mode")
     else:
         raise UnsupportedMediaType()
+    mode = parse_mode(request.args.get("mode"), given)
     if not data:
         raise InvalidImage("empty image")
-    return prediction_response(predict_request(data, source=source))
+    return prediction_response(predict_request(data, source=source, mode=mode))
 
 
-def _image_from_json():
+def _json_body():
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("image"), str):
         raise BadRequestBody('send JSON {"image": "<data URL or base64>"}')
+    return body
+
+
+def _image_from_json(body):
     text = body["image"].strip()
     if text[:5].lower() == "data:":
         return text.encode("ascii", errors="replace")
@@ -118,22 +129,32 @@ def get_model_input(record_id):
 
 @bp.put("/predictions/<record_id>/label")
 def put_label(record_id):
-    """Store the user's correct digit: JSON {"label": 0-9}."""
+    """Store the user's correction: JSON {"label": 0-9} for a digit, {"label": "042"} for a number."""
     record_id = _record_id(record_id)
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or "label" not in body:
-        raise BadRequestBody('send JSON {"label": <0-9>}')
+        raise BadRequestBody('send JSON {"label": <0-9>}, or {"label": "<digits>"} for a number')
     return jsonify(get_store().set_label(record_id, body["label"]).summary())
 
 
 @bp.get("/stats")
 def stats():
-    """Counts per predicted digit and the accuracy over labelled records."""
+    """Counts per predicted digit and of the other answers; accuracy over labelled digits and numbers."""
     found = get_store().stats()
     return jsonify(
         total=found.total,
         per_digit={str(d): n for d, n in sorted(found.per_digit.items())},
+        not_a_digit=found.not_a_digit,
+        several_digits=found.several_digits,
         labelled=found.labelled,
         correct=found.correct,
         accuracy=found.accuracy,
+        numbers={
+            "total": found.numbers + found.numbers_refused,
+            "read": found.numbers,
+            "refused": found.numbers_refused,
+            "labelled": found.numbers_labelled,
+            "correct": found.numbers_correct,
+            "accuracy": found.number_accuracy,
+        },
     )

@@ -94,6 +94,9 @@ class Prediction:
 
 
 INFERENCE_CHOICES = ("auto", "tensorflow", "numpy")
+# Batches up to this size (a number's pieces, read during a request) run on the one-image runtime: with
+# "auto", a request never loads TensorFlow (seconds, and hundreds of MiB per worker).
+REQUEST_BATCH = 64
 
 
 class Recognizer:
@@ -115,9 +118,10 @@ class Recognizer:
         self.batch_runtime = runtime_for(setting, batch=True)
         self.model = None  # the Keras model, once TensorFlow runs a path
         self._lock = threading.Lock()
-        self._one, many = self._load(self.runtime)
-        # With "auto", TensorFlow is loaded only when a batch is first asked for (evaluation, never a request).
-        self._many = many if self.batch_runtime == self.runtime else None
+        self._one, self._few = self._load(self.runtime)
+        # With "auto", TensorFlow is loaded only when a large batch is first asked for (evaluation, never a
+        # request: a number's few pieces run on the request path's runtime, see REQUEST_BATCH).
+        self._many = self._few if self.batch_runtime == self.runtime else None
         log.info("model %s loaded from %s (%s runtime)", self.version, self.model_dir, self.runtime)
 
     def _load(self, runtime):
@@ -165,6 +169,8 @@ class Recognizer:
         images = np.asarray(images, np.float32).reshape(-1, 28, 28, 1)
         if len(images) == 0:
             return np.zeros((0, self.classes), np.float32)
+        if len(images) <= REQUEST_BATCH:
+            return self._few(images, batch_size)
         if self._many is None:
             with self._lock:
                 if self._many is None:

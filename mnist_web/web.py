@@ -2,8 +2,9 @@
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
+from .answers import parse_mode
 from .errors import InvalidImage
-from .predictions import model_input_data_url, predict_and_record
+from .predictions import model_input_data_urls, predict_and_record
 from .request_ids import record_id_for
 
 bp = Blueprint("web", __name__)
@@ -17,23 +18,26 @@ def index():
 
 @bp.post("/predict/")
 def predict_canvas():
-    """Classify the canvas: the body is the raw `data:image/png;base64,...` URL."""
+    """Classify the canvas: the body is the raw `data:image/png;base64,...` URL; ?mode=number reads a number."""
+    mode = parse_mode(request.args.get("mode"))
     body = request.get_data(cache=False)
     if not body.strip():
         raise InvalidImage("empty body: send the canvas as a data URL")
-    return prediction_response(predict_request(body, source="canvas"))
+    return prediction_response(predict_request(body, source="canvas", mode=mode))
 
 
-def predict_request(data, source):
+def predict_request(data, source, mode="digit"):
     """Predict and record the current request's image, under its client address and its retry-safe id."""
     record_id = record_id_for(request.headers, trusted_proxy=current_app.config["MNIST_PROXY_COUNT"] > 0)
-    return predict_and_record(data, source=source, client_ip=request.remote_addr, record_id=record_id)
+    return predict_and_record(data, source=source, client_ip=request.remote_addr, record_id=record_id, mode=mode)
 
 
 def prediction_response(record):
-    """201 with the record's summary and the 28x28 model input as a data URL."""
+    """201 with the record's summary and the model input as a data URL (and each digit's, for numbers)."""
     body = record.summary()
-    body["model_input"] = model_input_data_url(record)
+    body["model_input"], each = model_input_data_urls(record)
+    for digit, model_input in zip(body.get("digits") or [], each, strict=True):
+        digit["model_input"] = model_input
     response = jsonify(body)
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/predictions/{record.id}"

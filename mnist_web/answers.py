@@ -1,0 +1,121 @@
+"""What a prediction answers, in each mode: the Record fields of a digit, a number, or several digits.
+
+Digit mode reads the drawing as one digit, as always; only when the ink plausibly holds several digits
+side by side (a cheap look at its strokes) does it ask the segmentation, and a drawing that plainly
+holds several is answered "several_digits" rather than guessed as one. Number mode reads the digits left
+to right (segmentation.read_digits); a part the model calls "not a digit" makes the whole number refused.
+"""
+
+import cv2
+import numpy as np
+
+from .errors import InvalidMode
+from .limits import MAX_NUMBER_DIGITS, MODES
+from .preprocessing import normalize_ink, stroke_components
+from .recognizer import NOT_A_DIGIT
+from .segmentation import holds_several_digits, read_digits, scale_box
+
+# Digit mode looks for several digits only in ink whose strokes span this much wider than tall, or
+# that has two tall pieces standing side by side (each at least TALL of the tallest, overlapping by less
+# than SIDE_BY_SIDE of the narrower): a single digit's pieces (a 4's two strokes, a 5's bar) stand over
+# each other. Measured on canvas digits in the README (Numbers and photos).
+WIDE = 1.3
+TALL = 0.5
+SIDE_BY_SIDE = 0.4
+
+
+def parse_mode(*values):
+    """The requested mode from the places it may be given (None where absent): "digit" unless one says else.
+
+    Two places naming different modes, or a name not in limits.MODES, is an InvalidMode (400).
+    """
+    given = {value for value in values if value is not None}
+    if len(given) > 1:
+        raise InvalidMode(f"the mode is given twice, differently: {', '.join(sorted(map(str, given)))}")
+    mode = given.pop() if given else "digit"
+    if mode not in MODES:
+        raise InvalidMode()
+    return mode
+
+
+def model_input_bytes(*inputs):
+    """28x28 float inputs (0..1) as the uint8 bytes a record stores, one after another."""
+    return b"".join(np.round(np.asarray(i) * 255).astype(np.uint8).tobytes() for i in inputs)
+
+
+def digit_answer(ink, scale, recognizer):
+    """Digit mode: the one digit (or refusal) read from the ink, or "several_digits" when it plainly holds more."""
+    model_input = normalize_ink(ink)
+    prediction = recognizer.predict(model_input)
+    answer = {
+        "mode": "digit",
+        "verdict": prediction.verdict,
+        "digit": prediction.digit,
+        "confidence": prediction.confidence,
+        "probabilities": list(prediction.probabilities),
+        "model_input": model_input_bytes(model_input),
+    }
+    if prediction.digit is not None and plausibly_several(ink) and holds_several_digits(ink, recognizer):
+        # Not guessed as one digit: the digits read are kept (the page offers number mode).
+        number = number_answer(ink, scale, recognizer)
+        answer.update(verdict="several_digits", digit=None, number=number["number"], digits=number["digits"])
+        answer.update(confidence=number["confidence"], model_input=number["model_input"])
+    return answer
+
+
+def number_answer(ink, scale, recognizer):
+    """Number mode: the digit string read left to right with each digit's result, or a refusal.
+
+    Each digit's box is in the submitted image's pixels. The confidence is the product of the digits'
+    (how likely the whole string is right); a refused number's is the highest "not a digit" probability.
+    """
+    found = read_digits(ink, recognizer)[:MAX_NUMBER_DIGITS]
+    refuse_at = recognizer.calibration.refuse_at
+    digits = []
+    for read in found:
+        probabilities = [float(p) for p in read.probabilities[:NOT_A_DIGIT]]
+        not_a_digit = max(0.0, 1.0 - sum(probabilities))  # the ten are calibrated over eleven classes
+        refused = not_a_digit >= refuse_at
+        digits.append(
+            {
+                "digit": None if refused else read.digit,
+                "confidence": not_a_digit if refused else read.confidence,
+                "probabilities": probabilities,
+                "not_a_digit": not_a_digit,
+                "box": scale_box(read.box, scale),
+            }
+        )
+    refused = [d["not_a_digit"] for d in digits if d["digit"] is None]
+    answer = {
+        "mode": "number",
+        "digit": None,
+        "probabilities": [],
+        "digits": digits,
+        "model_input": model_input_bytes(*(read.model_input for read in found)),
+    }
+    if refused:
+        return {**answer, "verdict": "not_a_digit", "number": None, "confidence": max(refused)}
+    number = "".join(str(d["digit"]) for d in digits)
+    return {
+        **answer,
+        "verdict": "number",
+        "number": number,
+        "confidence": float(np.prod([d["confidence"] for d in digits])),
+    }
+
+
+def plausibly_several(ink):
+    """Whether the strokes could be several digits side by side (then worth the segmentation's time)."""
+    found = stroke_components(ink)
+    if found is None:
+        return False
+    box, _, count, _, stats = found
+    if box.shape[1] >= WIDE * box.shape[0]:
+        return True
+    tallest = stats[1:, cv2.CC_STAT_HEIGHT].max()
+    tall = sorted((int(x), int(w)) for x, _, w, h, _ in stats[1:] if h >= TALL * tallest)
+    for (left_a, width_a), (left_b, width_b) in zip(tall, tall[1:], strict=False):
+        overlap = min(left_a + width_a, left_b + width_b) - left_b
+        if overlap < SIDE_BY_SIDE * min(width_a, width_b):
+            return True
+    return False

@@ -1,5 +1,6 @@
 """One contract every record store backend must keep: SQLite, Cassandra and Redis, on real servers."""
 
+import dataclasses
 import datetime
 import random
 import threading
@@ -230,3 +231,51 @@ def test_cassandra_network_topology_keyspace(cassandra_server, tmp_path):
         store.close()
         if not getattr(cassandra_server, "restartable", False):
             drop_keyspace(cassandra_server, keyspace)
+
+
+def make_answer(record, mode, verdict, number=None, rng=random):
+    """The record as number mode (or digit mode's several_digits) stores it: no digit, the digits read."""
+    digits = [
+        {
+            "digit": int(c),
+            "confidence": rng.random(),
+            "probabilities": [rng.random() / 3 for _ in range(10)],
+            "not_a_digit": 0.0,
+            "box": [rng.randrange(800), rng.randrange(200), 1 + rng.randrange(80), 1 + rng.randrange(80)],
+        }
+        for c in (number or "9x")
+        if c.isdigit()
+    ]
+    return dataclasses.replace(
+        record,
+        digit=None,
+        probabilities=[],
+        verdict=verdict,
+        mode=mode,
+        number=number,
+        digits=digits,
+        model_input=rng.randbytes(784 * max(1, len(digits))),
+    )
+
+
+def test_numbers_round_trip_and_take_digit_string_labels(store):
+    number = make_answer(make_record(), "number", "number", "042")
+    refused = make_answer(make_record(), "number", "not_a_digit")
+    several = make_answer(make_record(), "digit", "several_digits", "17")
+    digit = dataclasses.replace(make_record(digit=3), verdict="digit", mode="digit")
+    for record in (number, refused, several, digit):
+        store.add(record)
+        assert store.get(record.id) == record
+    assert {r.id: r for r in store.recent(10)[0]} == {r.id: r for r in (number, refused, several, digit)}
+    for record_id, label in [(number.id, 4), (number.id, "4a"), (several.id, "17"), (digit.id, "3")]:
+        with pytest.raises(InvalidLabel):
+            store.set_label(record_id, label)
+    assert store.set_label(number.id, "0042").number_label == "0042"
+    assert store.set_label(number.id, "042").label is None
+    store.set_label(refused.id, "51")
+    store.set_label(several.id, 1)
+    stats = store.stats()
+    assert (stats.total, stats.numbers, stats.numbers_refused, stats.several_digits) == (4, 1, 1, 1)
+    assert stats.per_digit[3] == 1 and sum(stats.per_digit.values()) == 1
+    assert (stats.numbers_labelled, stats.numbers_correct, stats.number_accuracy) == (2, 1, 0.5)
+    assert (stats.labelled, stats.correct) == (1, 0)  # digit mode: the several digits labelled 1

@@ -6,8 +6,9 @@ import random
 
 import pytest
 from test_spool import wait_for
-from test_store_contract import BACKENDS, make_record, open_test_store
+from test_store_contract import BACKENDS, make_answer, make_record, open_test_store
 
+from mnist_web.store import cassandra_stats
 from mnist_web.store.base import timeuuid_at
 from mnist_web.store.spool import SpooledStore
 
@@ -198,3 +199,36 @@ def test_redis_store_with_the_old_global_counters_is_recounted_by_day(redis_stor
     store.init_schema()
     assert counts(store)[0] == 12 and counts(store)[2:] == (6, 6)
     assert not client.exists(store._key("digits"), store._key("stats"))
+
+
+def test_numbers_in_old_hours_replayed_and_relabelled_stay_exact(store):
+    # Number-mode records of past hours: Cassandra seals their rollups with the numbers' counts.
+    now = datetime.datetime.now(UTC)
+    rng = random.Random(13)
+    made = [make_record(timeuuid_at(now - datetime.timedelta(hours=h), rng=rng), digit=1) for h in (2, 30, 75)]
+    old = [make_answer(made[0], "number", "number", "12"), make_answer(made[1], "number", "number", "7")]
+    old.append(make_answer(made[2], "digit", "several_digits", "55"))
+    for record in old:
+        store.add(record)
+
+    def numbers():
+        stats = store.stats()
+        return stats.total, stats.numbers, stats.several_digits, stats.numbers_labelled, stats.numbers_correct
+
+    assert numbers() == (3, 2, 1, 0, 0)
+    assert numbers() == (3, 2, 1, 0, 0)  # the second read comes from the sealed rollups
+    for record in old:
+        store.add(record)  # replays into sealed hours
+    store.set_label(old[0].id, "12")
+    store.set_label(old[1].id, "1")
+    assert numbers() == (3, 2, 1, 2, 1)
+    store.set_label(old[1].id, "7")
+    assert numbers() == (3, 2, 1, 2, 2)
+    assert numbers() == (3, 2, 1, 2, 2)
+
+
+def test_cassandra_rollups_written_before_number_mode_still_read():
+    old = cassandra_stats.OLD_PACKED.pack(*range(1, 11), 7, 5)  # ten digits, labelled, correct
+    stats = cassandra_stats.as_stats(cassandra_stats.unpack(old))
+    assert stats.per_digit == dict(zip(range(10), range(1, 11), strict=True)) and stats.total == 55
+    assert (stats.labelled, stats.correct, stats.numbers, stats.several_digits) == (7, 5, 0, 0)

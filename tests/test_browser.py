@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from support.ports import free_port
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "docs" / "screenshot.png"
 SIDE = 280  # the canvas, in CSS pixels
+NUMBER_SIZE = (840, 280)  # the canvas in Number mode (numbers.NUMBER_CANVAS)
 SERVER_START_TIMEOUT = 120.0  # seconds; importing TensorFlow and loading the model is slow on small machines
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -220,14 +222,14 @@ def _densify(points, step=6.0):
     return out
 
 
-def canvas_origin(page):
+def canvas_origin(page, size=(SIDE, SIDE)):
     box = page.locator("#canvas").bounding_box()
-    assert round(box["width"]) == SIDE and round(box["height"]) == SIDE, box
+    assert round(box["width"]) == size[0] and round(box["height"]) == size[1], box
     return box["x"], box["y"]
 
 
-def draw_with_mouse(page, strokes):
-    x, y = canvas_origin(page)
+def draw_with_mouse(page, strokes, size=(SIDE, SIDE)):
+    x, y = canvas_origin(page, size)
     for stroke in strokes:
         points = _densify(stroke)
         page.mouse.move(x + points[0][0], y + points[0][1])
@@ -300,12 +302,16 @@ def ink_pixels(page):
     )
 
 
+def _path(response):
+    return urllib.parse.urlsplit(response.url).path.rstrip("/")
+
+
 def is_predict(response):
-    return response.request.method == "POST" and response.url.rstrip("/").endswith("/predict")
+    return response.request.method == "POST" and _path(response).endswith("/predict")
 
 
 def is_upload(response):
-    return response.request.method == "POST" and response.url.rstrip("/").endswith("/api/v1/predictions")
+    return response.request.method == "POST" and _path(response).endswith("/api/v1/predictions")
 
 
 def predict(page, trigger="click"):
@@ -572,3 +578,84 @@ def test_screenshot(open_page, tmp_path):
     target.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(target), full_page=True, animations="disabled")
     assert target.stat().st_size > 10_000
+
+
+def shifted(strokes, dx, scale=1.0, dy=0.0):
+    """Strokes moved right by dx (and scaled about the canvas's top left first)."""
+    return [[(x * scale + dx, y * scale + dy) for x, y in stroke] for stroke in strokes]
+
+
+def test_number_mode_reads_a_number_drawn_with_the_mouse(page, base_url):
+    from playwright.sync_api import expect
+
+    page.click("#mode-switch [data-mode='number']")
+    expect(page.locator("#app")).to_have_attribute("data-mode", "number")
+    assert page.locator("#canvas").evaluate("c => [c.width, c.height]") == [2 * NUMBER_SIZE[0], 2 * NUMBER_SIZE[1]]
+    draw_with_mouse(page, ONE + shifted(SEVEN, 220) + shifted(ZERO, 460), NUMBER_SIZE)
+    with page.expect_response(is_predict) as response_info:
+        page.click("#predict")
+    response = response_info.value
+    assert urllib.parse.urlsplit(response.url).query == "mode=number"
+    record = response.json()
+    assert response.status == 201 and record["mode"] == "number", record
+    assert record["number"] == "170", record
+    expect(page.locator("#result-digit")).to_have_text("170")
+    expect(page.locator("#number-view")).to_be_visible()
+    expect(page.locator("#number-view")).to_have_attribute("data-boxes", "3")
+    boxes = page.locator("#number-boxes .digit-box")
+    expect(boxes).to_have_count(3)
+    for i, digit in enumerate(record["digits"]):
+        expect(boxes.nth(i)).to_contain_text(f"{digit['digit']} {digit['confidence'] * 100:.1f}%")
+    # Each box stands over its digit: left to right, within the picture.
+    picture = page.locator("#number-image").bounding_box()
+    drawn = [boxes.nth(i).bounding_box() for i in range(3)]
+    assert all(picture["x"] - 1 <= b["x"] and b["x"] + b["width"] <= picture["x"] + picture["width"] + 1 for b in drawn)
+    assert drawn[0]["x"] < drawn[1]["x"] < drawn[2]["x"]
+    expect(page.locator("#label-buttons")).to_be_hidden()
+    # A wrong number is corrected with a digit string.
+    page.fill("#number-label-input", "0170")
+    with page.expect_response(lambda r: r.request.method == "PUT" and r.url.endswith("/label")) as saved:
+        page.click("#number-label button[type='submit']")
+    assert saved.value.json()["number_label"] == "0170"
+    expect(page.locator("#feedback-status")).to_have_text("Saved: the right number is 0170.")
+    assert api_json(base_url, f"/api/v1/predictions/{record['id']}")["number_label"] == "0170"
+    expect(page.locator("#history .history-item.is-number").first).to_contain_text("170")
+
+
+def test_digit_mode_offers_number_mode_for_several_digits(page):
+    from playwright.sync_api import expect
+
+    draw_with_mouse(page, shifted(ONE, -70, 0.9, 10) + shifted(SEVEN, 120, 0.55, 60))
+    record = predict(page)
+    assert record["verdict"] == "several_digits" and record["digit"] is None, record
+    expect(page.locator("#several")).to_be_visible()
+    with page.expect_response(is_predict) as response_info:
+        page.click("#switch-to-number")
+    again = response_info.value.json()
+    expect(page.locator("#app")).to_have_attribute("data-mode", "number")
+    assert again["mode"] == "number" and again["number"] == record["number"] == "17", again
+    expect(page.locator("#result-digit")).to_have_text("17")
+    expect(page.locator("#number-boxes .digit-box")).to_have_count(2)
+
+
+def test_take_a_photo_input_uses_the_camera(page):
+    photo = page.locator("#photo")
+    assert photo.get_attribute("capture") == "environment" and photo.get_attribute("accept") == "image/*"
+
+
+def test_photo_of_a_number_uploaded_in_number_mode(page, tmp_path, mnist_test):
+    from playwright.sync_api import expect
+
+    from mnist_web.numbers import paper_photos
+
+    images, labels = mnist_test
+    jpeg, _ = next(paper_photos(images, labels, 1, seed=1315, lengths=(2, 3)))
+    path = tmp_path / "IMG_0001.jpg"
+    path.write_bytes(jpeg)
+    page.click("#mode-switch [data-mode='number']")
+    with page.expect_response(is_upload) as response_info:
+        page.set_input_files("#photo", str(path))
+    record = response_info.value.json()
+    assert response_info.value.status == 201 and record["mode"] == "number" and record["source"] == "upload", record
+    expect(page.locator("#number-view")).to_have_attribute("data-boxes", str(len(record["digits"])))
+    expect(page.locator("#number-boxes .digit-box")).to_have_count(len(record["digits"]))

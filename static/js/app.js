@@ -8,7 +8,8 @@
 (function ($, window, document) {
   "use strict";
 
-  var SIDE = 280; // canvas size in CSS pixels; also the size of the PNG sent to /predict/
+  // Canvas size per mode in CSS pixels; also the size of the PNG sent to /predict/ (numbers.NUMBER_CANVAS).
+  var SIZES = { digit: { width: 280, height: 280 }, number: { width: 840, height: 280 } };
   var LINE_WIDTH = 18; // CSS pixels
   var HISTORY_LIMIT = 12;
 
@@ -17,6 +18,9 @@
     predict: root + "/predict/",
     predictions: root + "/api/v1/predictions",
     stats: root + "/api/v1/stats",
+    predictIn: function (url, mode) {
+      return url + "?mode=" + encodeURIComponent(mode);
+    },
     record: function (id) {
       return root + "/api/v1/predictions/" + encodeURIComponent(id);
     },
@@ -33,6 +37,9 @@
   var $history = $("#history");
 
   var state = {
+    mode: "digit", // "digit" or "number": what the canvas and uploads are read as
+    size: SIZES.digit, // the canvas's size now, CSS pixels
+    lastSent: null, // what was last sent: {file: File} or {canvas: true}, to send again as a number
     ratio: 1, // device pixels per CSS pixel of the canvas backing store
     hasInk: false,
     pointerId: null, // the pointer drawing the current stroke (one stroke at a time)
@@ -63,10 +70,12 @@
     ctx.restore();
   }
 
-  /* Size the backing store to devicePixelRatio so strokes stay crisp; keeps what was drawn. */
+  /* Size the backing store to devicePixelRatio (and the mode's canvas size) so strokes stay crisp; keeps
+     what was drawn at its place and scale (a digit drawn before switching to Number mode stays the first). */
   function setupBackingStore() {
     var ratio = window.devicePixelRatio || 1;
     var keep = null;
+    var before = state.drawn || state.size;
     if (state.hasInk) {
       keep = document.createElement("canvas");
       keep.width = canvas.width;
@@ -74,13 +83,14 @@
       keep.getContext("2d").drawImage(canvas, 0, 0);
     }
     state.ratio = ratio;
-    canvas.width = Math.round(SIDE * ratio);
-    canvas.height = Math.round(SIDE * ratio);
-    ctx.setTransform(canvas.width / SIDE, 0, 0, canvas.height / SIDE, 0, 0);
+    state.drawn = state.size;
+    canvas.width = Math.round(state.size.width * ratio);
+    canvas.height = Math.round(state.size.height * ratio);
+    ctx.setTransform(canvas.width / state.size.width, 0, 0, canvas.height / state.size.height, 0, 0);
     paintWhite();
     if (keep) {
       ctx.imageSmoothingEnabled = true;
-      ctx.drawImage(keep, 0, 0, SIDE, SIDE);
+      ctx.drawImage(keep, 0, 0, before.width, before.height);
     }
     applyPen();
   }
@@ -105,9 +115,10 @@
 
   function pointFrom(event) {
     var box = canvas.getBoundingClientRect();
+    var size = state.size;
     return {
-      x: ((event.clientX - box.left) * SIDE) / (box.width || SIDE),
-      y: ((event.clientY - box.top) * SIDE) / (box.height || SIDE),
+      x: ((event.clientX - box.left) * size.width) / (box.width || size.width),
+      y: ((event.clientY - box.top) * size.height) / (box.height || size.height),
     };
   }
 
@@ -183,18 +194,44 @@
     hideMessage();
   }
 
-  /* The drawing as a 280x280 PNG data URL, composited on white (the backing store may be larger). */
+  /* The drawing as a PNG data URL of the mode's size (280x280, or 840x280 for numbers), on white. */
   function canvasDataUrl() {
+    var size = state.size;
     var out = document.createElement("canvas");
-    out.width = SIDE;
-    out.height = SIDE;
+    out.width = size.width;
+    out.height = size.height;
     var octx = out.getContext("2d");
     octx.fillStyle = "#fff";
-    octx.fillRect(0, 0, SIDE, SIDE);
+    octx.fillRect(0, 0, size.width, size.height);
     octx.imageSmoothingEnabled = true;
     octx.imageSmoothingQuality = "high";
-    octx.drawImage(canvas, 0, 0, SIDE, SIDE);
+    octx.drawImage(canvas, 0, 0, size.width, size.height);
     return out.toDataURL("image/png");
+  }
+
+  /* Switch between reading one digit and reading a number: the canvas widens for numbers. */
+  function setMode(mode) {
+    if (!SIZES[mode]) {
+      mode = "digit";
+    }
+    state.mode = mode;
+    state.size = SIZES[mode];
+    $("#mode-switch [data-mode]").each(function () {
+      $(this).attr("aria-checked", $(this).attr("data-mode") === mode ? "true" : "false");
+    });
+    $("#app").toggleClass("is-number", mode === "number").attr("data-mode", mode);
+    $(canvas).attr(
+      "aria-label",
+      mode === "number"
+        ? "Drawing area: write a number, digits side by side. Enter reads it, Escape clears."
+        : "Drawing area: draw one digit. Enter predicts, Escape clears."
+    );
+    setupBackingStore();
+    try {
+      window.localStorage.setItem("mnist_web.mode", mode);
+    } catch (err) {
+      // not remembered; fine
+    }
   }
 
   // ---- messages ----------------------------------------------------------------------------
@@ -254,16 +291,58 @@
     return api.record(record.id) + "/input";
   }
 
+  function isNumber(record) {
+    return record.mode === "number";
+  }
+
+  /* What a record answered, as one short text: the digit, the number, or why there is none. */
+  function answerText(record) {
+    if (isNumber(record)) {
+      return record.number !== null && record.number !== undefined ? String(record.number) : "?";
+    }
+    if (record.verdict === "several_digits") {
+      return record.number ? String(record.number) : "…";
+    }
+    return record.digit !== null && record.digit !== undefined ? String(record.digit) : "?";
+  }
+
+  function announcement(record) {
+    var sure = ", confidence " + percent(record.confidence) + ".";
+    if (isNumber(record)) {
+      return record.verdict === "number" ? "Read the number " + record.number + sure : "Not read: a part is not a digit.";
+    }
+    if (record.verdict === "several_digits") {
+      return "That looks like several digits" + (record.number ? " (" + record.number + ")" : "") + ".";
+    }
+    if (record.digit === null || record.digit === undefined) {
+      return "That doesn't look like a digit.";
+    }
+    return "Predicted " + record.digit + sure;
+  }
+
   function showResult(record) {
     state.current = record;
     hideMessage();
 
-    var digit = Number(record.digit);
-    $("#result-digit").text(String(digit)).attr("data-id", String(record.id));
-    $("#result-confidence").empty().append("Confidence ", $("<strong>").text(percent(record.confidence)));
-    $("#result-announcement").text("Predicted " + digit + ", confidence " + percent(record.confidence) + ".");
+    var digit = record.digit === null || record.digit === undefined ? null : Number(record.digit);
+    var several = record.verdict === "several_digits";
+    $("#result-digit")
+      .text(answerText(record))
+      .attr("data-id", String(record.id))
+      .toggleClass("is-number", isNumber(record) || several);
+    if (isNumber(record) && record.verdict !== "number") {
+      $("#result-confidence").text("A part of it doesn't look like a digit");
+    } else if (several) {
+      $("#result-confidence").text("Several digits: not guessed as one");
+    } else if (digit === null) {
+      $("#result-confidence").text("That doesn't look like a digit");
+    } else {
+      $("#result-confidence").empty().append("Confidence ", $("<strong>").text(percent(record.confidence)));
+    }
+    $("#result-announcement").text(announcement(record));
 
     var probabilities = record.probabilities || [];
+    $bars.prop("hidden", !probabilities.length);
     $bars.children("[data-digit]").each(function () {
       var $bar = $(this);
       var d = Number($bar.attr("data-digit"));
@@ -291,15 +370,73 @@
     }
     $("#result-meta").text(meta.join(" · "));
 
+    $("#several").prop("hidden", !several);
+    $("#several-text").text(
+      "This looks like several digits" + (record.number ? " (" + record.number + ")" : "") + ", not one."
+    );
+    showDigits(record);
+
     $feedback.prop("hidden", false);
+    $("#label-buttons").prop("hidden", isNumber(record));
+    $("#number-label").prop("hidden", !isNumber(record));
+    $("#confirm").prop("hidden", several || (isNumber(record) ? record.verdict !== "number" : digit === null));
     renderFeedback();
     markCurrentInHistory();
   }
 
+  /* A number's picture with a box around each digit read, labelled with its digit and confidence. */
+  function showDigits(record) {
+    var digits = record.digits || [];
+    var $view = $("#number-view");
+    var $boxes = $("#number-boxes").empty();
+    if (!digits.length) {
+      $view.prop("hidden", true);
+      return;
+    }
+    var image = document.getElementById("number-image");
+    var place = function () {
+      var width = image.naturalWidth || 1;
+      var height = image.naturalHeight || 1;
+      $boxes.empty();
+      digits.forEach(function (d, i) {
+        var box = d.box || [0, 0, 0, 0];
+        var text = (d.digit === null || d.digit === undefined ? "?" : String(d.digit)) + " " + percent(d.confidence);
+        var $box = $("<div>")
+          .addClass("digit-box")
+          .toggleClass("is-refused", d.digit === null || d.digit === undefined)
+          .attr({ "data-index": String(i), "data-digit": d.digit === null ? "" : String(d.digit), title: text })
+          .append($("<span>").addClass("digit-box-label").text(text));
+        var el = $box[0];
+        el.style.left = ((100 * box[0]) / width).toFixed(3) + "%";
+        el.style.top = ((100 * box[1]) / height).toFixed(3) + "%";
+        el.style.width = ((100 * box[2]) / width).toFixed(3) + "%";
+        el.style.height = ((100 * box[3]) / height).toFixed(3) + "%";
+        $boxes.append($box);
+      });
+      $view.attr("data-boxes", String(digits.length));
+    };
+    $view.prop("hidden", false).attr("data-boxes", "");
+    image.onload = place;
+    image.src = api.record(record.id) + "/image";
+    if (image.complete && image.naturalWidth) {
+      place();
+    }
+  }
+
   function renderFeedback() {
     var record = state.current;
+    if (record && isNumber(record)) {
+      var text = record.number_label !== null && record.number_label !== undefined ? String(record.number_label) : null;
+      var right = text !== null && text === record.number;
+      $("#confirm").attr("aria-pressed", right ? "true" : "false");
+      $feedbackStatus.removeClass("is-pending");
+      $feedbackStatus.text(
+        text === null ? "" : right ? "Saved: marked as correct." : "Saved: the right number is " + text + "."
+      );
+      return;
+    }
     var label = record && record.label !== null && record.label !== undefined ? Number(record.label) : null;
-    var correct = label !== null && label === Number(record.digit);
+    var correct = label !== null && record.digit !== null && label === Number(record.digit);
     $("#confirm").attr("aria-pressed", correct ? "true" : "false");
     $("#label-buttons [data-label]").each(function () {
       var $b = $(this);
@@ -329,8 +466,9 @@
     state.predicting = true;
     state.queued = false;
     setBusy(1);
+    state.lastSent = { canvas: true };
     $.ajax({
-      url: api.predict,
+      url: api.predictIn(api.predict, state.mode),
       method: "POST",
       data: canvasDataUrl(),
       contentType: "text/plain",
@@ -355,6 +493,8 @@
     }
     var form = new FormData();
     form.append("file", file, file.name || "upload");
+    form.append("mode", state.mode);
+    state.lastSent = { file: file };
     setBusy(1);
     $.ajax({
       url: api.predictions,
@@ -387,7 +527,11 @@
       dataType: "json",
     })
       .done(function (saved) {
-        record.label = saved && saved.label !== undefined ? saved.label : label;
+        if (isNumber(record)) {
+          record.number_label = saved && saved.number_label !== undefined ? saved.number_label : label;
+        } else {
+          record.label = saved && saved.label !== undefined ? saved.label : label;
+        }
         if (state.current === record) {
           renderFeedback();
         }
@@ -405,15 +549,18 @@
   // ---- history and stats -------------------------------------------------------------------
 
   function historyItem(record) {
-    var digit = Number(record.digit);
-    var hasLabel = record.label !== null && record.label !== undefined;
-    var label = hasLabel ? Number(record.label) : null;
+    var answer = answerText(record);
+    var number = isNumber(record);
+    var given = number ? record.number_label : record.label;
+    var hasLabel = given !== null && given !== undefined;
+    var label = hasLabel ? String(given) : null;
+    var right = number ? record.number : record.digit === null || record.digit === undefined ? null : String(record.digit);
     var $label = $("<span>").addClass("history-label");
-    var description = "Predicted " + digit + ", " + percent(record.confidence) + " sure";
+    var description = announcement(record).replace(/\.$/, "");
     if (!hasLabel) {
-      $label.text(percent(record.confidence));
+      $label.text(record.verdict === "several_digits" ? "several" : percent(record.confidence));
       description += ", not labelled";
-    } else if (label === digit) {
+    } else if (label === right) {
       $label.addClass("is-correct").text("✓ correct");
       description += ", labelled correct";
     } else {
@@ -423,9 +570,10 @@
     var $button = $("<button>")
       .attr({ type: "button", title: description, "aria-label": description })
       .addClass("history-item")
+      .toggleClass("is-number", number || record.verdict === "several_digits")
       .append(
-        $("<img>").attr({ src: inputUrl(record), width: 28, height: 28, alt: "", loading: "lazy" }),
-        $("<span>").addClass("history-digit").text(String(digit)),
+        $("<img>").attr({ src: inputUrl(record), height: 28, alt: "", loading: "lazy" }),
+        $("<span>").addClass("history-digit").text(answer),
         $label
       )
       .data("record", record);
@@ -459,6 +607,19 @@
       });
   }
 
+  /* Numbers read, and their own accuracy (a number is right only when every digit is). */
+  function appendNumberStats($accuracy, stats) {
+    var numbers = stats && stats.numbers;
+    if (!numbers || !numbers.total) {
+      return;
+    }
+    var text = " · " + numbers.total + (numbers.total === 1 ? " number" : " numbers");
+    if (numbers.accuracy !== null && numbers.accuracy !== undefined) {
+      text += ", " + percent(numbers.accuracy) + " read right of " + numbers.labelled + " labelled";
+    }
+    $accuracy.append($("<span>").addClass("number-stats").text(text));
+  }
+
   function refreshStats() {
     var seq = (state.statsSeq += 1);
     $.ajax({ url: api.stats, dataType: "json" })
@@ -472,6 +633,7 @@
         if (!stats || stats.accuracy === null || stats.accuracy === undefined) {
           $accuracy.text("No labelled predictions yet" + totalText);
           $accuracy.attr("data-accuracy", "");
+          appendNumberStats($accuracy, stats);
           return;
         }
         $accuracy
@@ -481,6 +643,7 @@
             $("<strong>").text(percent(stats.accuracy)),
             " on " + stats.labelled + " labelled (" + stats.correct + " correct)" + totalText
           );
+        appendNumberStats($accuracy, stats);
       })
       .fail(function () {
         if (seq === state.statsSeq) {
@@ -548,7 +711,29 @@
       }
     });
 
-    $("#file").on("change", function () {
+    $("#mode-switch").on("click", "[data-mode]", function () {
+      setMode($(this).attr("data-mode"));
+    });
+    $("#switch-to-number").on("click", function () {
+      var sent = state.lastSent;
+      setMode("number");
+      if (sent && sent.file) {
+        uploadFile(sent.file);
+      } else {
+        predictCanvas();
+      }
+    });
+    $("#number-label").on("submit", function (e) {
+      e.preventDefault();
+      var text = String($("#number-label-input").val() || "").trim();
+      if (/^[0-9]{1,32}$/.test(text)) {
+        saveLabel(text);
+      } else {
+        showMessage("Type the right number with its digits only, such as 042.");
+      }
+    });
+
+    $("#file, #photo").on("change", function () {
       var file = this.files && this.files[0];
       uploadFile(file);
       this.value = ""; // picking the same file again fires "change" again
@@ -594,8 +779,9 @@
     });
 
     $("#confirm").on("click", function () {
-      if (state.current) {
-        saveLabel(Number(state.current.digit));
+      var record = state.current;
+      if (record) {
+        saveLabel(isNumber(record) ? String(record.number) : Number(record.digit));
       }
     });
     $("#label-buttons").on("click", "[data-label]", function () {
@@ -610,7 +796,13 @@
     });
   }
 
-  setupBackingStore();
+  var remembered = null;
+  try {
+    remembered = window.localStorage.getItem("mnist_web.mode");
+  } catch (err) {
+    // storage blocked: digit mode
+  }
+  setMode(remembered === "number" ? "number" : "digit");
   watchPixelRatio();
   bind();
   refreshHistory();

@@ -1,13 +1,23 @@
 """The OpenAPI 3.1 description of the service, built from a few shared pieces."""
 
-from .limits import DIGITS, HISTORY_LIMIT, IMAGE_TYPES
+from .limits import DIGITS, HISTORY_LIMIT, IMAGE_TYPES, MAX_NUMBER_DIGITS, MODES, VERDICTS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 PREDICTION = {"$ref": "#/components/schemas/Prediction"}
 PNG = IMAGE_TYPES["png"]
 LIMIT = {"type": "integer", "minimum": 1, "maximum": HISTORY_LIMIT}
 DIGIT = {"type": "integer", "minimum": DIGITS[0], "maximum": DIGITS[-1]}
+NUMBER = {"type": "string", "pattern": f"^[0-9]{{1,{MAX_NUMBER_DIGITS}}}$", "description": "digits, leading zeros kept"}
+MODE = {"type": "string", "enum": list(MODES), "default": "digit"}
 ID_PARAM = {"name": "record_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+MODE_PARAM = {
+    "name": "mode",
+    "in": "query",
+    "schema": MODE,
+    "description": "number: read a number of several digits; digit (the default): one digit",
+}
+FLOATS = {"type": "array", "items": {"type": "number"}}
+COUNTS = {"type": "integer"}
 
 
 def _json(schema, description):
@@ -29,6 +39,7 @@ def openapi_document():
             "/predict/": {
                 "post": {
                     "summary": "Classify a canvas drawing sent as a data URL",
+                    "parameters": [MODE_PARAM],
                     "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}},
                     "responses": created,
                 }
@@ -36,13 +47,15 @@ def openapi_document():
             "/api/v1/predictions": {
                 "post": {
                     "summary": "Classify an image: multipart `file`, a raw image body, or JSON",
+                    "description": "The mode may also be a form field or a JSON key `mode` (400 if two differ).",
+                    "parameters": [MODE_PARAM],
                     "requestBody": {
                         "required": True,
                         "content": {
                             "multipart/form-data": {
                                 "schema": {
                                     "type": "object",
-                                    "properties": {"file": {"type": "string", "format": "binary"}},
+                                    "properties": {"file": {"type": "string", "format": "binary"}, "mode": MODE},
                                     "required": ["file"],
                                 }
                             },
@@ -50,7 +63,10 @@ def openapi_document():
                             "application/json": {
                                 "schema": {
                                     "type": "object",
-                                    "properties": {"image": {"type": "string", "description": "data URL or base64"}},
+                                    "properties": {
+                                        "image": {"type": "string", "description": "data URL or base64"},
+                                        "mode": MODE,
+                                    },
                                     "required": ["image"],
                                 }
                             },
@@ -98,14 +114,14 @@ def openapi_document():
             },
             "/api/v1/predictions/{record_id}/input": {
                 "get": {
-                    "summary": "The 28x28 image the model saw (PNG)",
+                    "summary": "The 28x28 image the model saw (PNG); a number's digits side by side (28 x 28n)",
                     "parameters": [ID_PARAM],
                     "responses": {"200": {"description": "PNG", "content": {PNG: image_bytes}}, **_errors(404)},
                 }
             },
             "/api/v1/predictions/{record_id}/label": {
                 "put": {
-                    "summary": "Set the correct digit",
+                    "summary": "Set the correct digit (digit mode) or number, as a digit string (number mode)",
                     "parameters": [ID_PARAM],
                     "requestBody": {
                         "required": True,
@@ -113,7 +129,7 @@ def openapi_document():
                             "application/json": {
                                 "schema": {
                                     "type": "object",
-                                    "properties": {"label": DIGIT},
+                                    "properties": {"label": {"oneOf": [DIGIT, NUMBER]}},
                                     "required": ["label"],
                                 }
                             }
@@ -159,9 +175,21 @@ def openapi_document():
                     "type": "object",
                     "properties": {
                         "id": {"type": "string", "format": "uuid"},
-                        "digit": DIGIT,
-                        "confidence": {"type": "number"},
-                        "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
+                        "digit": {
+                            **DIGIT,
+                            "type": ["integer", "null"],
+                            "description": "null unless one digit is the answer",
+                        },
+                        "verdict": {"type": ["string", "null"], "enum": [*VERDICTS, None]},
+                        "mode": {"type": ["string", "null"], "enum": [*MODES, None]},
+                        "confidence": {
+                            "type": "number",
+                            "description": "of the digit; of a number, the product of its digits'",
+                        },
+                        "probabilities": {**FLOATS, "description": "the ten digits' (empty for numbers: see digits)"},
+                        "number": {**NUMBER, "type": ["string", "null"]},
+                        "digits": {"type": ["array", "null"], "items": {"$ref": "#/components/schemas/ReadDigit"}},
+                        "number_label": {**NUMBER, "type": ["string", "null"]},
                         "created_at": {"type": "string", "format": "date-time"},
                         "model_version": {"type": "string"},
                         "source": {"type": "string", "enum": ["canvas", "upload", "api"]},
@@ -172,14 +200,42 @@ def openapi_document():
                     },
                     "required": ["id", "digit", "confidence", "probabilities", "created_at", "model_version"],
                 },
+                "ReadDigit": {
+                    "type": "object",
+                    "properties": {
+                        "digit": {**DIGIT, "type": ["integer", "null"], "description": "null: not a digit"},
+                        "confidence": {"type": "number"},
+                        "probabilities": {**FLOATS, "minItems": 10, "maxItems": 10},
+                        "not_a_digit": {"type": "number"},
+                        "box": {
+                            **FLOATS,
+                            "minItems": 4,
+                            "maxItems": 4,
+                            "description": "[x, y, w, h] in the image's pixels",
+                        },
+                        "model_input": {
+                            "type": "string",
+                            "description": "its 28x28 input, data URL (only when just created)",
+                        },
+                    },
+                },
                 "Stats": {
                     "type": "object",
                     "properties": {
                         "total": {"type": "integer"},
                         "per_digit": {"type": "object"},
+                        "not_a_digit": COUNTS,
+                        "several_digits": COUNTS,
                         "labelled": {"type": "integer"},
                         "correct": {"type": "integer"},
                         "accuracy": {"type": ["number", "null"]},
+                        "numbers": {
+                            "type": "object",
+                            "properties": {
+                                **dict.fromkeys(("total", "read", "refused", "labelled", "correct"), COUNTS),
+                                "accuracy": {"type": ["number", "null"], "description": "whole numbers read right"},
+                            },
+                        },
                     },
                 },
             }

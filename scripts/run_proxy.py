@@ -27,6 +27,7 @@ from string import Template
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 from mnist_web.limits import MAX_UPLOAD_BYTES  # noqa: E402  (the app's default body limit, defined once)
+
 TEMPLATES = REPO_ROOT / "deploy" / "nginx"
 DEFAULTS = {
     "NGINX_RATE_LIMIT": "10r/s",

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from images import png_header_only
+from mnist_web.limits import MAX_UPLOAD_BYTES
 
 FIELDS = {"id", "digit", "confidence", "probabilities", "created_at", "model_version"}
 
@@ -185,8 +186,8 @@ BAD_POSTS = {
     "gif with png type": dict(data=b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", content_type="image/png"),
     "over the pixel limit": dict(data=png_header_only(50_000, 50_000), content_type="image/png"),
     "decompression bomb": dict(data="BOMB", content_type="image/png"),
-    "body over the size limit": dict(data=b"\x89PNG" + b"\x00" * (6 * 1024 * 1024), content_type="image/png"),
-    "huge json": dict(data=json.dumps({"image": "A" * (6 * 1024 * 1024)}), content_type="application/json"),
+    "body over the size limit": dict(data=b"\x89PNG" + b"\x00" * (MAX_UPLOAD_BYTES + 1), content_type="image/png"),
+    "huge json": dict(data=json.dumps({"image": "A" * (MAX_UPLOAD_BYTES + 1)}), content_type="application/json"),
     "json without image": dict(json={"picture": "x"}),
     "json not an object": dict(json=[1, 2, 3]),
     "malformed json": dict(data=b"{not json", content_type="application/json"),

@@ -23,10 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mnist_web.limits import MAX_UPLOAD_BYTES
 from support.harness import ServerExited, child_pids, log_tail, running, server_unavailable, wait_http
 from support.ports import free_port
-
-from mnist_web.limits import MAX_UPLOAD_BYTES
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))

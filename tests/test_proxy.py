@@ -161,6 +161,19 @@ def test_chunked_body_over_the_limit_is_413_not_truncated(port):
     assert json.loads(request(port, "GET", "/api/v1/stats")[2])["total"] == before  # nothing was stored
 
 
+def test_a_12_megapixel_phone_photo_passes_the_body_limit(port, mnist_test):
+    from test_numbers_api import phone_photo
+
+    from mnist_web.numbers import paper_photos
+
+    images, labels = mnist_test
+    jpeg = phone_photo(next(paper_photos(images, labels, 1, seed=1314, lengths=(2, 4)))[0])
+    assert len(jpeg) > 5 * 1024 * 1024  # past the old limit
+    status, _, body = request(port, "POST", "/api/v1/predictions?mode=number", jpeg, {"Content-Type": "image/jpeg"})
+    assert status == 201, body[:300]
+    assert json.loads(body)["mode"] == "number"
+
+
 def test_chunked_body_within_the_limit_is_accepted(port):
     head = (
         b"POST /api/v1/predictions HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"

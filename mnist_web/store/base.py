@@ -47,7 +47,6 @@ class Stats:
     a number being correct when its label is the whole digit string read.
     """
 
-    total: int
     per_digit: dict  # digit -> count
     labelled: int
     correct: int
@@ -57,6 +56,12 @@ class Stats:
     numbers_refused: int = 0  # number mode: a part was not a digit
     numbers_labelled: int = 0
     numbers_correct: int = 0
+
+    @property
+    def total(self):
+        """Every record counted: the per-digit counts and every other answer."""
+        others = self.not_a_digit + self.several_digits + self.numbers + self.numbers_refused
+        return sum(self.per_digit.values()) + others
 
     @property
     def accuracy(self):
@@ -70,10 +75,13 @@ class Stats:
 
     @classmethod
     def from_buckets(cls, rows):
-        """Stats from (bucket, total, labelled, correct) rows (see bucket()); a bucket may come more than once."""
-        found = cls(0, zero_per_digit(), 0, 0)
+        """Stats from (key, total, labelled, correct) rows (see bucket(): a digit, or a BUCKETS key or name).
+
+        A key may come more than once.
+        """
+        found = cls(zero_per_digit(), 0, 0)
         for key, total, labelled, correct in rows:
-            key = int(key)
+            key = BUCKETS[key] if key in BUCKETS else int(key)
             if key >= 0:
                 found.per_digit[key] += total
             else:
@@ -85,7 +93,6 @@ class Stats:
             else:
                 found.labelled += labelled
                 found.correct += correct
-            found.total += total
         return found
 
 

@@ -9,7 +9,9 @@ URL: ``redis://[:password@]host[:port][/db][?prefix=mnist:&...]``
 Keys: ``{prefix}record:{id}`` hash of the record's fields (store/fields.py); ``{prefix}recent`` sorted
 set, all scores 0, members ``sort_token(id)`` so lexicographic order is creation order (a float score
 cannot hold a 60-bit uuid time exactly); ``{prefix}stats:{day}`` hash of one UTC day's counts (a field
-per digit, ``labelled``, ``correct``) and ``{prefix}stat_days`` the set of those days.
+per digit, one per other answer named as in base.BUCKETS — ``not_a_digit``, ``several_digits``, ``number``,
+``number_refused`` —, ``labelled`` and ``correct`` of digit mode, ``number_labelled`` and ``number_correct``)
+and ``{prefix}stat_days`` the set of those days.
 
 Stats: adds and labels run as Lua scripts, so the day's counts move atomically with the record:
 re-adding an id already stored changes nothing (a spool replay or a retried write counts once), and a
@@ -30,7 +32,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import RecordNotFound, StoreUnavailable
 from ..forklocal import ForkLocal
 from . import retention
-from .base import BUCKETS, STAT_KEYS, RecordStore, Stats, bucket, check_label, label_attr, record_time, sort_token
+from .base import (
+    BUCKET_NAMES,
+    BUCKETS,
+    STAT_KEYS,
+    RecordStore,
+    Stats,
+    bucket,
+    check_label,
+    label_attr,
+    record_time,
+    sort_token,
+)
 from .fields import BY_ATTR, DIGIT, LABEL, MODE, NUMBER, from_mapping, to_mapping
 
 log = logging.getLogger(__name__)
@@ -172,7 +185,7 @@ class RedisStore(RecordStore):
         label = "" if label is None else str(label)
         expire = "" if expire_at is None else int(expire_at.timestamp())
         answer = getattr(record, _answer(record.mode).attr)
-        key = bucket(record.digit, record.verdict, record.mode)
+        key = stat_field(bucket(record.digit, record.verdict, record.mode))
         answer = "" if answer is None else str(answer)
         args = [sort_token(record.id), str(key), label, expire, day, answer, _prefix(record.mode)]
         for name, value in to_mapping(record).items():
@@ -240,7 +253,7 @@ class RedisStore(RecordStore):
         rows = []
         for counts in self._call(fetch):
             counts = {name.decode(): int(value) for name, value in counts.items()}
-            rows += [(key, counts.get(str(key), 0), 0, 0) for key in STAT_KEYS]
+            rows += [(key, counts.get(stat_field(key), 0), 0, 0) for key in STAT_KEYS]
             # A day's labelled/correct counts: digit mode's, then number mode's (under any key of each mode).
             rows.append((BUCKETS["not_a_digit"], 0, counts.get("labelled", 0), counts.get("correct", 0)))
             rows.append((BUCKETS["number"], 0, counts.get(NUMBERS + "labelled", 0), counts.get(NUMBERS + "correct", 0)))
@@ -255,6 +268,11 @@ class RedisStore(RecordStore):
         found = self._conn.pop()
         if found is not None:
             found[0].connection_pool.disconnect()
+
+
+def stat_field(key):
+    """A stats key's field in a day's hash: the digit, or the other answer's name (base.BUCKETS)."""
+    return str(key) if key >= 0 else BUCKET_NAMES[key]
 
 
 # The prefix of a number-mode record's labelled/correct fields in a day's stats hash.

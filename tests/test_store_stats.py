@@ -232,3 +232,19 @@ def test_cassandra_rollups_written_before_number_mode_still_read():
     stats = cassandra_stats.as_stats(cassandra_stats.unpack(old))
     assert stats.per_digit == dict(zip(range(10), range(1, 11), strict=True)) and stats.total == 55
     assert (stats.labelled, stats.correct, stats.numbers, stats.several_digits) == (7, 5, 0, 0)
+
+
+def test_a_number_replayed_through_the_spool_counts_once_and_reads_back_whole(store, tmp_path):
+    number = make_answer(make_record(), "number", "number", "907")
+    store.add(number)
+    spooled = SpooledStore(store, tmp_path / "spool.sqlite3", retry_min=0.05)
+    try:
+        waiting = make_answer(make_record(), "digit", "several_digits", "31")
+        spooled._spool(number, "timed out")
+        spooled._spool(waiting, "timed out")
+        wait_for(lambda: spooled.depth == 0, 30, "the spool to drain")
+        assert store.get(waiting.id) == waiting
+        stats = store.stats()
+        assert (stats.total, stats.numbers, stats.several_digits) == (2, 1, 1)
+    finally:
+        spooled.close()

@@ -29,7 +29,10 @@ def parse_mode(*values):
 
     Two places naming different modes, or a name not in limits.MODES, is an InvalidMode (400).
     """
-    given = {value for value in values if value is not None}
+    given = [value for value in values if value is not None]
+    if not all(isinstance(value, str) for value in given):
+        raise InvalidMode()
+    given = set(given)
     if len(given) > 1:
         raise InvalidMode(f"the mode is given twice, differently: {', '.join(sorted(map(str, given)))}")
     mode = given.pop() if given else "digit"

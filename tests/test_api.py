@@ -319,7 +319,9 @@ def test_bad_listing_queries_are_400(client, query):
     target=st.sampled_from(
         [
             ("/predict/", "text/plain"),
+            ("/predict/?mode=number", "text/plain"),
             ("/api/v1/predictions", "image/png"),
+            ("/api/v1/predictions?mode=number", "image/jpeg"),
             ("/api/v1/predictions", "image/jpeg"),
             ("/api/v1/predictions", "application/json"),
             ("/api/v1/predictions", "multipart/form-data; boundary=xyz"),
@@ -343,5 +345,6 @@ def test_mutated_images_never_get_a_5xx(client, drawing, data):
         position = data.draw(st.integers(0, len(original) - 1))
         original[position] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(1, len(original)))
-    response = client.post("/api/v1/predictions", data=bytes(original[:cut]), content_type="image/png")
+    mode = data.draw(st.sampled_from(["digit", "number"]))
+    response = client.post(f"/api/v1/predictions?mode={mode}", data=bytes(original[:cut]), content_type="image/png")
     assert response.status_code in (201, 400, 413, 415, 422), response.get_json()

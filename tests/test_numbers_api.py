@@ -2,13 +2,15 @@
 
 import base64
 import io
+import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from mnist_web import exif
+from mnist_web import create_app, exif
 from mnist_web.evaluation import read_number
 from mnist_web.limits import MAX_UPLOAD_BYTES
 from mnist_web.numbers import NUMBER_CANVAS, canvas_numbers, paper_photos
@@ -205,3 +207,38 @@ def test_bodies_over_the_limit_and_bombs_are_still_refused(client, photos):
     response = client.post("/api/v1/predictions?mode=number", data=bomb, content_type="image/jpeg")
     assert response.status_code == 413 and response.get_json()["error"] == "image_too_large"
     assert client.get("/api/v1/stats").get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("mode", [["number"], {"number": 1}, 1, True])
+def test_a_mode_that_is_not_a_string_is_400(client, numbers, mode):
+    png, _ = numbers[0]
+    response = client.post("/api/v1/predictions", json={"image": data_url(png), "mode": mode})
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_mode"
+
+
+@pytest.fixture
+def refusing_client(tmp_path, app_config_model_dir):
+    """An app whose calibration refuses everything (refuse_at 0): every part of a number is "not a digit"."""
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model_mnist.json", "model_mnist.weights.h5"):
+        (model / name).symlink_to(Path(app_config_model_dir) / name)
+    (model / "calibration.json").write_text(json.dumps({"temperature": 1.0, "refuse_at": 0.0}))
+    app = create_app(
+        {"TESTING": True, "MNIST_DATABASE_URL": f"sqlite:///{tmp_path}/records.sqlite3", "MNIST_MODEL_DIR": str(model)}
+    )
+    yield app.test_client()
+    app.extensions["mnist_web.store"].close()
+
+
+def test_a_part_that_is_not_a_digit_refuses_the_number(refusing_client, numbers):
+    png, _ = numbers[0]
+    response = refusing_client.post("/api/v1/predictions?mode=number", data=png, content_type="image/png")
+    body = assert_number_answer(response, NUMBER_CANVAS, "api")
+    assert body["verdict"] == "not_a_digit" and body["number"] is None and body["digit"] is None
+    assert body["digits"] and all(d["digit"] is None for d in body["digits"])
+    assert body["confidence"] == max(d["not_a_digit"] for d in body["digits"])
+    stats = refusing_client.get("/api/v1/stats").get_json()
+    assert stats["numbers"]["refused"] == 1 and stats["numbers"]["read"] == 0
+    label = refusing_client.put(f"/api/v1/predictions/{body['id']}/label", json={"label": "17"}).get_json()
+    assert label["number_label"] == "17"

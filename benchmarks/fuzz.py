@@ -35,6 +35,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
+from mnist_web.limits import MAX_UPLOAD_BYTES  # noqa: E402
+
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "BREW", "get", "G\x00T", "M" * 40]
 PATHS = [
     "/",
@@ -161,7 +163,7 @@ def _chunked(rng, body):
     if broken < 0.3:
         return rng.choice([b"ZZZ\r\n", b"-1\r\n", b"5\r\nab\r\n", b"3\r\nabcXY", b"ffffffffffffffffff\r\n"]) + out
     if broken < 0.4:
-        return b"%x\r\n" % (6 * 1024 * 1024) + b"\0" * (6 * 1024 * 1024) + b"\r\n0\r\n\r\n"
+        return b"%x\r\n" % (MAX_UPLOAD_BYTES + 1) + b"\0" * (MAX_UPLOAD_BYTES + 1) + b"\r\n0\r\n\r\n"  # over the limit
     return out
 
 
@@ -187,8 +189,12 @@ def random_request(rng, images):
         method = rng.choice(METHODS[:5]) if rng.random() < 0.85 else rng.choice(METHODS)
     path = path.replace("{id}", _record_id(rng))
     if rng.random() < 0.4:
-        params = {"limit": rng.choice(ODD_NUMBERS), "cursor": _record_id(rng)}
-        keys = rng.sample(list(params), rng.randint(1, 2))
+        params = {
+            "limit": rng.choice(ODD_NUMBERS),
+            "cursor": _record_id(rng),
+            "mode": rng.choice(["digit", "number", "Number", "", "x" * 300]),
+        }
+        keys = rng.sample(list(params), rng.randint(1, 3))
         path += "?" + "&".join(f"{k}={quote(params[k])}" for k in keys)
     headers = [b"Host: fuzz", b"Connection: close"]
     body = b""

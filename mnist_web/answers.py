@@ -9,7 +9,7 @@ to right (segmentation.read_digits); a part the model calls "not a digit" makes 
 import cv2
 import numpy as np
 
-from .errors import InvalidMode
+from .errors import InvalidMode, TooManyDigits
 from .limits import MAX_NUMBER_DIGITS, MODES
 from .preprocessing import normalize_ink, stroke_components
 from .recognizer import NOT_A_DIGIT
@@ -59,7 +59,8 @@ def digit_answer(ink, scale, recognizer):
         "model_input": model_input_bytes(model_input),
     }
     if prediction.digit is not None and plausibly_several(ink) and holds_several_digits(ink, recognizer):
-        # Not guessed as one digit: the digits read are kept (the page offers number mode).
+        # Not guessed as one digit: the digits read are kept (the page offers number mode). They are read
+        # a second time here, which only drawings that do hold several digits pay.
         number = number_answer(ink, scale, recognizer)
         answer.update(verdict="several_digits", digit=None, number=number["number"], digits=number["digits"])
         answer.update(confidence=number["confidence"], model_input=number["model_input"])
@@ -72,7 +73,9 @@ def number_answer(ink, scale, recognizer):
     Each digit's box is in the submitted image's pixels. The confidence is the product of the digits'
     (how likely the whole string is right); a refused number's is the highest "not a digit" probability.
     """
-    found = read_digits(ink, recognizer)[:MAX_NUMBER_DIGITS]
+    found = read_digits(ink, recognizer)
+    if len(found) > MAX_NUMBER_DIGITS:
+        raise TooManyDigits(f"{len(found)} digits found; a number may have at most {MAX_NUMBER_DIGITS}")
     refuse_at = recognizer.calibration.refuse_at
     digits = []
     for read in found:
@@ -112,7 +115,7 @@ def plausibly_several(ink):
     found = stroke_components(ink)
     if found is None:
         return False
-    box, _, count, _, stats = found
+    box, _, _, _, stats = found
     if box.shape[1] >= WIDE * box.shape[0]:
         return True
     tallest = stats[1:, cv2.CC_STAT_HEIGHT].max()

@@ -40,6 +40,13 @@ class NoDigitFound(MnistWebError):
     code = "no_digit_found"
 
 
+class TooManyDigits(MnistWebError):
+    """More digits than a number may have were found."""
+
+    status = 422
+    code = "too_many_digits"
+
+
 class RecordNotFound(MnistWebError):
     """No prediction with that id."""
 

@@ -96,7 +96,7 @@ class Prediction:
 INFERENCE_CHOICES = ("auto", "tensorflow", "numpy")
 # Batches up to this size (a number's pieces, read during a request) run on the one-image runtime: with
 # "auto", a request never loads TensorFlow (seconds, and hundreds of MiB per worker).
-REQUEST_BATCH = 64
+REQUEST_BATCH = 256
 
 
 class Recognizer:

@@ -242,3 +242,14 @@ def test_a_part_that_is_not_a_digit_refuses_the_number(refusing_client, numbers)
     assert stats["numbers"]["refused"] == 1 and stats["numbers"]["read"] == 0
     label = refusing_client.put(f"/api/v1/predictions/{body['id']}/label", json={"label": "17"}).get_json()
     assert label["number_label"] == "17"
+
+
+def test_more_digits_than_a_number_may_have_is_422(client):
+    # 40 bars side by side, each read as a 1: more than limits.MAX_NUMBER_DIGITS.
+    ink = np.zeros((120, 40 * 30 + 20), np.float32)
+    for i in range(40):
+        cv2.line(ink, (20 + 30 * i, 20), (20 + 30 * i, 100), 1.0, 5)
+    png = cv2.imencode(".png", np.round(255 - ink * 255).astype(np.uint8))[1].tobytes()
+    response = client.post("/api/v1/predictions?mode=number", data=png, content_type="image/png")
+    assert response.status_code == 422 and response.get_json()["error"] == "too_many_digits"
+    assert client.get("/api/v1/stats").get_json()["total"] == 0

@@ -22,6 +22,11 @@ from .segmentation import holds_several_digits, read_digits, scale_box
 WIDE = 1.3
 TALL = 0.5
 SIDE_BY_SIDE = 0.4
+# More stroke pieces than this (of at least MIN_PIECE_AREA pixels: dust aside) are no number: reading them
+# would cost seconds of model time (a grid of 900 rings: 4 s), so number mode refuses them at once and
+# digit mode does not look for several digits in them.
+MOST_PIECES = 4 * MAX_NUMBER_DIGITS
+MIN_PIECE_AREA = 4
 
 
 def parse_mode(*values):
@@ -61,7 +66,10 @@ def digit_answer(ink, scale, recognizer):
     if prediction.digit is not None and plausibly_several(ink) and holds_several_digits(ink, recognizer):
         # Not guessed as one digit: the digits read are kept (the page offers number mode). They are read
         # a second time here, which only drawings that do hold several digits pay.
-        number = number_answer(ink, scale, recognizer)
+        try:
+            number = number_answer(ink, scale, recognizer)
+        except TooManyDigits:  # several digits, too many to read as a number: none is guessed
+            return {**answer, "verdict": "several_digits", "digit": None}
         answer.update(verdict="several_digits", digit=None, number=number["number"], digits=number["digits"])
         answer.update(confidence=number["confidence"], model_input=number["model_input"])
     return answer
@@ -73,6 +81,8 @@ def number_answer(ink, scale, recognizer):
     Each digit's box is in the submitted image's pixels. The confidence is the product of the digits'
     (how likely the whole string is right); a refused number's is the highest "not a digit" probability.
     """
+    if len(_pieces(ink)) > MOST_PIECES:
+        raise TooManyDigits(f"more than {MOST_PIECES} separate strokes: not a number of at most {MAX_NUMBER_DIGITS}")
     found = read_digits(ink, recognizer)
     if len(found) > MAX_NUMBER_DIGITS:
         raise TooManyDigits(f"{len(found)} digits found; a number may have at most {MAX_NUMBER_DIGITS}")
@@ -110,16 +120,26 @@ def number_answer(ink, scale, recognizer):
     }
 
 
-def plausibly_several(ink):
-    """Whether the strokes could be several digits side by side (then worth the segmentation's time)."""
+def _pieces(ink):
+    """The stroke pieces' stats rows [x, y, w, h, area] (dust aside), in the strokes' box."""
     found = stroke_components(ink)
     if found is None:
+        return np.zeros((0, 5), np.int32)
+    stats = found[4][1:]
+    return stats[stats[:, cv2.CC_STAT_AREA] >= MIN_PIECE_AREA]
+
+
+def plausibly_several(ink):
+    """Whether the strokes could be several digits side by side (then worth the segmentation's time)."""
+    stats = _pieces(ink)
+    if not 0 < len(stats) <= MOST_PIECES:
         return False
-    box, _, _, _, stats = found
-    if box.shape[1] >= WIDE * box.shape[0]:
+    left, top = stats[:, 0].min(), stats[:, 1].min()
+    width, height = (stats[:, 0] + stats[:, 2]).max() - left, (stats[:, 1] + stats[:, 3]).max() - top
+    if width >= WIDE * height:
         return True
-    tallest = stats[1:, cv2.CC_STAT_HEIGHT].max()
-    tall = sorted((int(x), int(w)) for x, _, w, h, _ in stats[1:] if h >= TALL * tallest)
+    tallest = stats[:, cv2.CC_STAT_HEIGHT].max()
+    tall = sorted((int(x), int(w)) for x, _, w, h, _ in stats if h >= TALL * tallest)
     for (left_a, width_a), (left_b, width_b) in zip(tall, tall[1:], strict=False):
         overlap = min(left_a + width_a, left_b + width_b) - left_b
         if overlap < SIDE_BY_SIDE * min(width_a, width_b):

@@ -253,3 +253,16 @@ def test_more_digits_than_a_number_may_have_is_422(client):
     response = client.post("/api/v1/predictions?mode=number", data=png, content_type="image/png")
     assert response.status_code == 422 and response.get_json()["error"] == "too_many_digits"
     assert client.get("/api/v1/stats").get_json()["total"] == 0
+
+
+def test_a_grid_of_hundreds_of_strokes_is_refused_at_once(client):
+    # 900 rings: reading them as a number would take seconds of model time; they are refused first.
+    page = np.full((600, 600), 255, np.uint8)
+    for i in range(30):
+        for j in range(30):
+            cv2.circle(page, (10 + 20 * i, 10 + 20 * j), 5, 0, 2)
+    png = cv2.imencode(".png", page)[1].tobytes()
+    response = client.post("/api/v1/predictions?mode=number", data=png, content_type="image/png")
+    assert response.status_code == 422 and response.get_json()["error"] == "too_many_digits"
+    single = client.post("/api/v1/predictions", data=png, content_type="image/png")
+    assert single.status_code == 201 and single.get_json()["verdict"] != "several_digits"

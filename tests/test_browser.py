@@ -600,6 +600,7 @@ def test_number_mode_reads_a_number_drawn_with_the_mouse(page, base_url):
     assert response.status == 201 and record["mode"] == "number", record
     assert record["number"] == "170", record
     expect(page.locator("#result-digit")).to_have_text("170")
+    expect(page.locator("#result-confidence")).to_have_text(f"Confidence {record['confidence'] * 100:.1f}%")
     expect(page.locator("#number-view")).to_be_visible()
     expect(page.locator("#number-view")).to_have_attribute("data-boxes", "3")
     boxes = page.locator("#number-boxes .digit-box")

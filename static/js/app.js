@@ -334,14 +334,15 @@
       $("#result-confidence").text("A part of it doesn't look like a digit");
     } else if (several) {
       $("#result-confidence").text("Several digits: not guessed as one");
-    } else if (digit === null) {
+    } else if (digit === null && !isNumber(record)) {
       $("#result-confidence").text("That doesn't look like a digit");
     } else {
       $("#result-confidence").empty().append("Confidence ", $("<strong>").text(percent(record.confidence)));
     }
     $("#result-announcement").text(announcement(record));
 
-    var probabilities = record.probabilities || [];
+    // A number has no ten probabilities of its own; several digits are not guessed as one.
+    var probabilities = several ? [] : record.probabilities || [];
     $bars.prop("hidden", !probabilities.length);
     $bars.children("[data-digit]").each(function () {
       var $bar = $(this);
@@ -577,7 +578,10 @@
         $label
       )
       .data("record", record);
-    return $("<li>").attr("data-id", String(record.id)).append($button);
+    return $("<li>")
+      .attr("data-id", String(record.id))
+      .toggleClass("is-number", number || record.verdict === "several_digits")
+      .append($button);
   }
 
   function markCurrentInHistory() {

@@ -36,8 +36,8 @@ def prediction_response(record):
     """201 with the record's summary and the model input as a data URL (and each digit's, for numbers)."""
     body = record.summary()
     body["model_input"], each = model_input_data_urls(record)
-    for digit, model_input in zip(body.get("digits") or [], each, strict=True):
-        digit["model_input"] = model_input
+    if record.digits:  # copies: the record's own list stays as stored
+        body["digits"] = [{**d, "model_input": url} for d, url in zip(record.digits, each, strict=True)]
     response = jsonify(body)
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/predictions/{record.id}"

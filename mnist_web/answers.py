@@ -58,6 +58,7 @@ def digit_answer(ink, scale, recognizer):
     answer = {
         "mode": "digit",
         "verdict": prediction.verdict,
+        "not_a_digit": prediction.not_a_digit,
         "digit": prediction.digit,
         "confidence": prediction.confidence,
         "probabilities": list(prediction.probabilities),
@@ -107,6 +108,7 @@ def number_answer(ink, scale, recognizer):
         "digit": None,
         "probabilities": [],
         "digits": digits,
+        "not_a_digit": max((d["not_a_digit"] for d in digits), default=0.0),
         "model_input": model_input_bytes(*(read.model_input for read in found)),
     }
     if refused:

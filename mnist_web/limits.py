@@ -8,6 +8,7 @@ MODES = ("digit", "number")
 # What a prediction answered: a digit; not a digit; several digits (digit mode: not guessed as one);
 # a number (number mode). A number with a part that is not a digit is answered "not_a_digit".
 VERDICTS = ("digit", "not_a_digit", "several_digits", "number")
+DIGIT_VERDICT, NOT_A_DIGIT_VERDICT = VERDICTS[:2]
 # Longest number read or accepted as a label (a phone photo of a long number; far beyond any canvas).
 MAX_NUMBER_DIGITS = 32
 

@@ -181,6 +181,10 @@ def openapi_document():
                             "description": "null unless one digit is the answer",
                         },
                         "verdict": {"type": ["string", "null"], "enum": [*VERDICTS, None]},
+                        "not_a_digit": {
+                            "type": ["number", "null"],
+                            "description": "probability it is no digit (a number: its most doubtful part's)",
+                        },
                         "mode": {"type": ["string", "null"], "enum": [*MODES, None]},
                         "confidence": {
                             "type": "number",

@@ -6,7 +6,7 @@ import datetime
 import uuid
 
 from ..errors import InvalidLabel
-from ..limits import DIGITS, is_digit, is_number
+from ..limits import DIGIT_VERDICT, DIGITS, NOT_A_DIGIT_VERDICT, is_digit, is_number
 
 
 @dataclasses.dataclass
@@ -26,11 +26,17 @@ class Record:
     model_version: str
     latency_ms: float
     label: int | None = None
-    verdict: str | None = None  # limits.VERDICTS; None in records made before verdicts: "digit"
+    verdict: str | None = None  # limits.VERDICTS; None (a row stored before verdicts) is derived from digit
+    not_a_digit: float | None = None  # probability that the drawing (a number: its most doubtful part) is no digit
     mode: str | None = None  # limits.MODES; None in records made before number mode: "digit"
     number: str | None = None  # the digit string read (number mode, or digit mode's several_digits)
     digits: list | None = None  # per digit read: {digit, confidence, probabilities, not_a_digit, box}
     number_label: str | None = None  # the user's correct number, a digit string (number-mode records)
+
+    def __post_init__(self):
+        # Rows written before the verdict existed hold a digit: derive what they would have stored.
+        if self.verdict is None:
+            self.verdict = DIGIT_VERDICT if self.digit is not None else NOT_A_DIGIT_VERDICT
 
     def summary(self):
         """The JSON-ready form without the image bytes or the client's address (store/fields.py: PUBLIC)."""

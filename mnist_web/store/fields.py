@@ -139,7 +139,8 @@ FIELDS = (
     Field("model_version", "text"),
     Field("latency_ms", "float"),
     Field("label", "int", nullable=True),
-    Field("verdict", "text", nullable=True),
+    Field("verdict", "text", nullable=True),  # a row stored before verdicts reads None: Record derives it
+    Field("not_a_digit", "float", nullable=True),
     Field("mode", "text", nullable=True),
     Field("number", "text", nullable=True),
     Field("digits", "json", nullable=True),

@@ -9,10 +9,10 @@ to right (segmentation.read_digits); a part the model calls "not a digit" makes 
 import cv2
 import numpy as np
 
+from .calibration import NOT_A_DIGIT
 from .errors import InvalidMode, TooManyDigits
 from .limits import MAX_NUMBER_DIGITS, MODES
 from .preprocessing import normalize_ink, stroke_components
-from .recognizer import NOT_A_DIGIT
 from .segmentation import holds_several_digits, read_digits, scale_box
 
 # Digit mode looks for several digits only in ink whose strokes span this much wider than tall, or

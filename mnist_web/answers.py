@@ -64,9 +64,10 @@ def digit_answer(ink, scale, recognizer):
         "probabilities": list(prediction.probabilities),
         "model_input": model_input_bytes(model_input),
     }
-    if prediction.digit is not None and plausibly_several(ink) and holds_several_digits(ink, recognizer):
-        # Not guessed as one digit: the digits read are kept (the page offers number mode). They are read
-        # a second time here, which only drawings that do hold several digits pay.
+    if plausibly_several(ink) and holds_several_digits(ink, recognizer):
+        # Not guessed as one digit (nor refused as none: a model with a "not a digit" class may call a
+        # number that): the digits read are kept, and the page offers number mode. They are read a second
+        # time here, which only drawings that do hold several digits pay.
         try:
             number = number_answer(ink, scale, recognizer)
         except TooManyDigits:  # several digits, too many to read as a number: none is guessed

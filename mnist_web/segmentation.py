@@ -22,11 +22,11 @@ SPECK = 0.2
 # Longest run of pieces one digit may be made of (a 4 in two strokes plus a broken one: three).
 MOST_PIECES = 3
 # Costs, in units of -log(probability): what each departure from a digit's usual shape costs.
-SHORT = 12.0  # per unit of height below SHORT_BELOW of the writing's height
+SHORT = 12.0  # per unit of size (height, or width if wider) below SHORT_BELOW of the writing's height
 SHORT_BELOW = 0.6
 APART = 4.0  # per writing-height of horizontal gap between pieces of one digit
 SPLIT = 0.5  # for any gap between pieces at all
-WIDE = 4.0  # per unit of width beyond WIDE_ABOVE of the digit's height
+WIDE = 1.0  # per unit of width beyond WIDE_ABOVE of the digit's height
 WIDE_ABOVE = 1.2
 PER_DIGIT = 0.3  # each digit found: prefer fewer, when the model is as sure either way
 JOIN = 1.0  # for pieces that do not overlap side to side
@@ -115,7 +115,8 @@ def _shape_cost(pieces, ids):
     """What a group of pieces costs for not looking like one digit, whatever the model says."""
     left, top, right, bottom = _extent(pieces.stats, ids)
     height, width = bottom - top, right - left
-    cost = SHORT * max(0.0, SHORT_BELOW - height / pieces.height)
+    # A wide, low digit (a flat 2, a 5 with a long bar) is as complete as a tall one: measure its larger side.
+    cost = SHORT * max(0.0, SHORT_BELOW - max(height, width) / pieces.height)
     cost += WIDE * max(0.0, width / max(height, 1) - WIDE_ABOVE)
     if len(ids) > 1:
         holes = _gaps(pieces.stats, ids)
@@ -125,18 +126,24 @@ def _shape_cost(pieces, ids):
 
 
 def _join_cost(pieces, a, b):
-    """Cost of two neighbouring pieces being one digit: low when one stands over the other side to side.
+    """Cost of two neighbouring pieces being one digit: low when one stands over the other.
 
-    Pieces of one digit (a 5's bar over its body, the halves of a broken 1) overlap side to side by most
-    of the narrower one's width; neighbouring digits, even interlocked ones, only at their edges.
+    Pieces of one digit (a 5's bar over its body, the halves of a broken 1, even a slanted one) overlap
+    side to side by most of the narrower one's width, or share few rows; neighbouring digits, even
+    interlocked ones, overlap only at their edges and stand in the same rows.
     """
     stats = pieces.stats
-    left_a, width_a = stats[a, cv2.CC_STAT_LEFT], stats[a, cv2.CC_STAT_WIDTH]
-    left_b, width_b = stats[b, cv2.CC_STAT_LEFT], stats[b, cv2.CC_STAT_WIDTH]
-    overlap = min(left_a + width_a, left_b + width_b) - max(left_a, left_b)
-    share = float(np.clip(overlap / max(1, min(width_a, width_b)), 0.0, 1.0))
+    across = _overlap_share(stats, a, b, cv2.CC_STAT_LEFT, cv2.CC_STAT_WIDTH)
+    stacked = 1.0 - _overlap_share(stats, a, b, cv2.CC_STAT_TOP, cv2.CC_STAT_HEIGHT)
     tall = min(stats[a, cv2.CC_STAT_HEIGHT], stats[b, cv2.CC_STAT_HEIGHT]) >= TALL * pieces.height
-    return (JOIN_TALL if tall else JOIN) * (1.0 - share)
+    return (JOIN_TALL if tall else JOIN) * (1.0 - max(across, stacked))
+
+
+def _overlap_share(stats, a, b, start, length):
+    """How much of the shorter of two pieces' spans (columns or rows) the other's span covers: 0..1."""
+    first, second = stats[a, start], stats[b, start]
+    overlap = min(first + stats[a, length], second + stats[b, length]) - max(first, second)
+    return float(np.clip(overlap / max(1, min(stats[a, length], stats[b, length])), 0.0, 1.0))
 
 
 def _group_ink(ink, pieces, ids):
@@ -178,9 +185,9 @@ def _read_runs(ink, pieces, major, runs, chosen, inputs, usable, probabilities, 
 
 
 def _apart(pieces, major, i, sure):
-    """Pieces i and i+1 are two digits beyond doubt: both tall, both read surely alone, mostly side by side.
+    """Pieces i and i+1 are two digits beyond doubt: both tall, both read surely alone, side by side.
 
-    Joined, they would cost at least JOIN_TALL * (1 - 0.5) + PER_DIGIT, more than two sure readings do.
+    Joined, they would cost more than JOIN_TALL * 0.5 + PER_DIGIT, more than two sure readings do.
     """
     a, b = major[i], major[i + 1]
     if i not in sure or i + 1 not in sure:
@@ -188,10 +195,7 @@ def _apart(pieces, major, i, sure):
     stats = pieces.stats
     if min(stats[a, cv2.CC_STAT_HEIGHT], stats[b, cv2.CC_STAT_HEIGHT]) < TALL * pieces.height:
         return False
-    left_a, width_a = stats[a, cv2.CC_STAT_LEFT], stats[a, cv2.CC_STAT_WIDTH]
-    left_b, width_b = stats[b, cv2.CC_STAT_LEFT], stats[b, cv2.CC_STAT_WIDTH]
-    overlap = min(left_a + width_a, left_b + width_b) - max(left_a, left_b)
-    return overlap < 0.5 * min(width_a, width_b)
+    return _join_cost(pieces, a, b) > 0.5 * JOIN_TALL
 
 
 def read_digits(ink, recognizer):

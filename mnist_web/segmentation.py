@@ -147,14 +147,16 @@ def _overlap_share(stats, a, b, start, length):
 
 
 def _group_ink(ink, pieces, ids):
-    """(box [x, y, w, h] in the ink, crop of the ink holding only these pieces' strokes)."""
+    """(box [x, y, w, h] in the ink, crop of the ink holding only these pieces' strokes, their stroke mask)."""
     left, top, right, bottom = _extent(pieces.stats, ids)
-    labels = pieces.labels[top:bottom, left:right]
+    own = np.zeros(len(pieces.stats), bool)
+    own[ids] = True
+    strokes = own[pieces.labels[top:bottom, left:right]]
     x, y = pieces.offset[0] + left, pieces.offset[1] + top
     crop = ink[y : y + bottom - top, x : x + right - left]
     # The soft edge below the stroke threshold belongs to whichever piece it borders: grow the mask a pixel.
-    mask = cv2.dilate(np.isin(labels, ids).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    return (x, y, right - left, bottom - top), np.where(mask, crop, 0.0).astype(np.float32)
+    grown = cv2.dilate(strokes.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return (x, y, right - left, bottom - top), np.where(grown, crop, 0.0).astype(np.float32), strokes
 
 
 def _attach_minor(pieces, groups, minor):
@@ -170,12 +172,14 @@ def _attach_minor(pieces, groups, minor):
                 break
 
 
-def _read_runs(ink, pieces, major, runs, chosen, inputs, usable, probabilities, recognizer):
+def _read_runs(ink, pieces, major, runs, chosen, arrays, recognizer):
     """Preprocess the chosen runs of pieces and read them in one model call (filling the arrays in place)."""
+    inputs, usable, probabilities = arrays
     for k in chosen:
         a, b = runs[k]
         try:
-            inputs[k] = normalize_ink(_group_ink(ink, pieces, major[a:b])[1])
+            _, crop, strokes = _group_ink(ink, pieces, major[a:b])
+            inputs[k] = normalize_ink(crop, strokes)
             usable[k] = True
         except NoDigitFound:
             pass
@@ -214,14 +218,15 @@ def read_digits(ink, recognizer):
     probabilities = np.zeros((len(runs), DIGIT_CLASSES), np.float32)
     # First each piece alone; then only the runs that could still beat reading their pieces apart.
     singles = [k for k, (a, b) in enumerate(runs) if b - a == 1]
-    _read_runs(ink, pieces, major, runs, singles, inputs, usable, probabilities, recognizer)
+    arrays = (inputs, usable, probabilities)
+    _read_runs(ink, pieces, major, runs, singles, arrays, recognizer)
     sure = {runs[k][0] for k in singles if usable[k] and probabilities[k].max() >= SURE}
     joined = [
         k
         for k, (a, b) in enumerate(runs)
         if b - a > 1 and shape[k] <= HOPELESS and not any(_apart(pieces, major, i, sure) for i in range(a, b - 1))
     ]
-    _read_runs(ink, pieces, major, runs, joined, inputs, usable, probabilities, recognizer)
+    _read_runs(ink, pieces, major, runs, joined, arrays, recognizer)
     cost = {
         run: shape[k] - np.log(float(probabilities[k].max()) + 1e-6) if usable[k] else np.inf
         for k, run in enumerate(runs)
@@ -246,10 +251,10 @@ def read_digits(ink, recognizer):
         _attach_minor(pieces, groups, minor)
     found = []
     for (a, b), ids in zip(cuts, groups, strict=True):
-        box, own = _group_ink(ink, pieces, ids)
+        box, own, strokes = _group_ink(ink, pieces, ids)
         k = index[(a, b)]
         if len(ids) > b - a:  # small pieces joined it: read it again with them
-            found.append(ReadDigit(box, own, normalize_ink(own), None))
+            found.append(ReadDigit(box, own, normalize_ink(own, strokes), None))
         else:
             found.append(ReadDigit(box, own, inputs[k], probabilities[k]))
     again = [i for i, digit in enumerate(found) if digit.probabilities is None]

@@ -221,10 +221,14 @@ def read_digits(ink, recognizer):
     arrays = (inputs, usable, probabilities)
     _read_runs(ink, pieces, major, runs, singles, arrays, recognizer)
     sure = {runs[k][0] for k in singles if usable[k] and probabilities[k].max() >= SURE}
+    alone = [shape[k] - np.log(float(probabilities[k].max()) + 1e-6) if usable[k] else np.inf for k in singles]
+    # A run whose shape alone costs more than reading its pieces one by one cannot win: not read at all.
     joined = [
         k
         for k, (a, b) in enumerate(runs)
-        if b - a > 1 and shape[k] <= HOPELESS and not any(_apart(pieces, major, i, sure) for i in range(a, b - 1))
+        if b - a > 1
+        and shape[k] <= min(HOPELESS, sum(alone[a:b]))
+        and not any(_apart(pieces, major, i, sure) for i in range(a, b - 1))
     ]
     _read_runs(ink, pieces, major, runs, joined, arrays, recognizer)
     cost = {

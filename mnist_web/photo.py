@@ -3,7 +3,9 @@
 A canvas drawing has one flat page colour, which extract_ink reads off the border. A photographed page
 darkens towards a shadow, varies with the light and has grain stronger than the canvas noise floor, so
 here the page is estimated everywhere, divided out, and the strokes are told from the grain by a
-threshold set on the image's own statistics.
+threshold set on the image's own statistics, with hysteresis: fainter ink that runs on from a stroke
+(a fine or light pen beside a bold one, a blurred edge) is kept, and each stroke is scaled by its own
+darkness.
 """
 
 import cv2

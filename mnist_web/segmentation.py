@@ -3,9 +3,10 @@
 Strokes are split into connected pieces; pieces much smaller than the writing are specks (dropped) or
 bits of a nearby digit (kept with it). The rest, in left-to-right order, are grouped into digits by a
 dynamic programme over runs of neighbouring pieces: each candidate digit is scored by the model's
-confidence in it and by its shape (a digit is about as tall as its neighbours, its pieces overlap
-rather than stand apart), so a 5's separate bar or a 1 drawn in two strokes joins its digit while two
-digits 2 px apart, or under a 7's overhanging bar, stay two.
+confidence in it and by its shape (a digit is about as tall or as wide as its neighbours are tall, its
+pieces overlap side to side or stand one over the other rather than side by side), so a 5's separate bar
+or a 1 drawn in two strokes, even a slanted one, joins its digit while two digits 2 px apart, or under a
+7's overhanging bar, stay two. Runs that cannot beat reading their pieces one by one are not read.
 """
 
 import dataclasses

@@ -59,6 +59,20 @@ def test_wide_gaps_and_specks(mnist_test, recognizer):
     assert read(ink, recognizer) == "042"
 
 
+def test_dots_between_and_beside_digits(mnist_test, recognizer):
+    # A decimal point on the baseline between two digits, a dot over one, a dot touching nothing near the
+    # other's stem: none is a digit, none changes a digit's reading.
+    ink = side_by_side(mnist_test, [SEVEN, TWO], gap=50)
+    columns = np.flatnonzero(ink.max(axis=0) > 0)
+    rows = np.flatnonzero(ink.max(axis=1) > 0)
+    gap = next(c for c in range(columns[0], columns[-1]) if ink[:, c].max() == 0 and ink[:, c + 1 : c + 20].max() == 0)
+    cv2.circle(ink, (gap + 12, int(rows[-1]) - 4), 4, 1.0, -1)  # the decimal point
+    cv2.circle(ink, (int(columns[-1]) - 70, int(rows[0]) - 10), 3, 1.0, -1)  # a dot over the 2
+    cv2.circle(ink, (int(columns[0]) - 10, int(rows[-1]) - 2), 2, 1.0, -1)  # a dot by the 7's foot
+    digits = read_digits(ink, recognizer)
+    assert [d.digit for d in digits] == [7, 2]
+
+
 def test_five_with_a_separate_bar_and_a_one_in_two_strokes(recognizer):
     ink = np.zeros((160, 300), np.float32)
     cv2.line(ink, (40, 20), (85, 18), 1.0, 9, cv2.LINE_AA)  # the 5's bar, not touching its stem

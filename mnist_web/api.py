@@ -128,11 +128,12 @@ def put_label(record_id):
 
 @bp.get("/stats")
 def stats():
-    """Counts per predicted digit and the accuracy over labelled records."""
+    """Counts per predicted digit, refusals, and the accuracy over labelled records."""
     found = get_store().stats()
     return jsonify(
         total=found.total,
         per_digit={str(d): n for d, n in sorted(found.per_digit.items())},
+        not_a_digit=found.not_a_digit,
         labelled=found.labelled,
         correct=found.correct,
         accuracy=found.accuracy,

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the service, built from a few shared pieces."""
 
-from .limits import DIGITS, HISTORY_LIMIT, IMAGE_TYPES
+from .limits import DIGITS, HISTORY_LIMIT, IMAGE_TYPES, VERDICTS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 PREDICTION = {"$ref": "#/components/schemas/Prediction"}
@@ -105,7 +105,7 @@ def openapi_document():
             },
             "/api/v1/predictions/{record_id}/label": {
                 "put": {
-                    "summary": "Set the correct digit",
+                    "summary": "Set the correct digit (a refused prediction may be labelled too)",
                     "parameters": [ID_PARAM],
                     "requestBody": {
                         "required": True,
@@ -124,7 +124,7 @@ def openapi_document():
             },
             "/api/v1/stats": {
                 "get": {
-                    "summary": "Counts per digit and accuracy over labelled predictions",
+                    "summary": "Counts per digit and of refusals, and accuracy over labelled predictions",
                     "responses": {"200": _json({"$ref": "#/components/schemas/Stats"}, "statistics")},
                 }
             },
@@ -159,9 +159,27 @@ def openapi_document():
                     "type": "object",
                     "properties": {
                         "id": {"type": "string", "format": "uuid"},
-                        "digit": DIGIT,
-                        "confidence": {"type": "number"},
-                        "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10, "maxItems": 10},
+                        "digit": {**DIGIT, "type": ["integer", "null"], "description": "null when not a digit"},
+                        "verdict": {
+                            "type": "string",
+                            "enum": list(VERDICTS),
+                            "description": "not_a_digit: the drawing was refused (digit is null); it is still recorded",
+                        },
+                        "confidence": {
+                            "type": "number",
+                            "description": "probability of the answer: the digit's, or not_a_digit's when refused",
+                        },
+                        "probabilities": {
+                            "type": "array",
+                            "items": {"type": "number"},
+                            "minItems": 10,
+                            "maxItems": 10,
+                            "description": "the ten digits' probabilities; with not_a_digit they sum to 1",
+                        },
+                        "not_a_digit": {
+                            "type": ["number", "null"],
+                            "description": "probability that the drawing is no digit (null: recorded before refusals)",
+                        },
                         "created_at": {"type": "string", "format": "date-time"},
                         "model_version": {"type": "string"},
                         "source": {"type": "string", "enum": ["canvas", "upload", "api"]},
@@ -170,15 +188,24 @@ def openapi_document():
                         "image_type": {"type": "string", "enum": sorted(IMAGE_TYPES.values())},
                         "model_input": {"type": "string", "description": "data URL (only when just created)"},
                     },
-                    "required": ["id", "digit", "confidence", "probabilities", "created_at", "model_version"],
+                    "required": [
+                        "id",
+                        "digit",
+                        "verdict",
+                        "confidence",
+                        "probabilities",
+                        "created_at",
+                        "model_version",
+                    ],
                 },
                 "Stats": {
                     "type": "object",
                     "properties": {
                         "total": {"type": "integer"},
-                        "per_digit": {"type": "object"},
+                        "per_digit": {"type": "object", "description": "predictions per digit"},
+                        "not_a_digit": {"type": "integer", "description": "predictions answered not a digit"},
                         "labelled": {"type": "integer"},
-                        "correct": {"type": "integer"},
+                        "correct": {"type": "integer", "description": "a refusal labelled with a digit is wrong"},
                         "accuracy": {"type": ["number", "null"]},
                     },
                 },

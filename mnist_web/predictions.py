@@ -50,10 +50,12 @@ def predict_and_record(data, source, client_ip, record_id=None):
         model_input=np.round(model_input * 255).astype(np.uint8).tobytes(),
         model_version=model.version,
         latency_ms=round(latency_ms, 3),
+        verdict=prediction.verdict,
+        not_a_digit=prediction.not_a_digit,
     )
     get_store().add(record)
     found = metrics()
-    found.predictions.labels(str(prediction.digit)).inc()
+    found.predictions.labels(prediction.verdict if prediction.digit is None else str(prediction.digit)).inc()
     found.inference.observe(latency_ms / 1000.0)
     return record
 

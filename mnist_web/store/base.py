@@ -6,7 +6,7 @@ import datetime
 import uuid
 
 from ..errors import InvalidLabel
-from ..limits import DIGITS, is_digit
+from ..limits import DIGIT_VERDICT, DIGITS, NOT_A_DIGIT_VERDICT, is_digit
 
 
 @dataclasses.dataclass
@@ -15,8 +15,8 @@ class Record:
 
     id: uuid.UUID  # a version-1 (time) UUID made by the client, so replays are idempotent
     created_at: datetime.datetime  # UTC, millisecond precision
-    digit: int
-    confidence: float
+    digit: int | None  # None when the model answered "not a digit"
+    confidence: float  # probability of the answer: the digit's, or not_a_digit's when refused
     probabilities: list
     source: str  # canvas / upload / api
     client_ip: str
@@ -26,6 +26,18 @@ class Record:
     model_version: str
     latency_ms: float
     label: int | None = None
+    verdict: str | None = None  # limits.VERDICTS; None (a record stored before refusals) is read as the digit's
+    not_a_digit: float | None = None  # probability that the drawing is no digit (None: stored before refusals)
+
+    def __post_init__(self):
+        # Rows written before the verdict existed hold a digit: derive what they would have stored.
+        if self.verdict is None:
+            self.verdict = DIGIT_VERDICT if self.digit is not None else NOT_A_DIGIT_VERDICT
+
+    @property
+    def refused(self):
+        """Whether the model answered "not a digit" (no digit) for this drawing."""
+        return self.verdict == NOT_A_DIGIT_VERDICT
 
     def summary(self):
         """The JSON-ready form without the image bytes or the client's address (store/fields.py: PUBLIC)."""
@@ -36,12 +48,17 @@ class Record:
 
 @dataclasses.dataclass
 class Stats:
-    """Counts per predicted digit and accuracy over the labelled records."""
+    """Counts per predicted digit (and of refusals) and accuracy over the labelled records."""
 
-    total: int
     per_digit: dict  # digit -> count
     labelled: int
-    correct: int
+    correct: int  # a refused record labelled with a digit is labelled, never correct
+    not_a_digit: int = 0  # records answered "not a digit"
+
+    @property
+    def total(self):
+        """Every record counted: the per-digit counts and the refusals."""
+        return sum(self.per_digit.values()) + self.not_a_digit
 
     @property
     def accuracy(self):

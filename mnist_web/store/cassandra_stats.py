@@ -5,7 +5,8 @@ Counters are not idempotent (a spool replay or a retried write would count twice
 the records, which is idempotent, and only where something changed:
 
 - ``stat_hours`` (a row per day and hour) and ``stat_days`` (a row per day, one partition) hold the
-  exact counts of sealed hours and days: per digit, labelled, correct.
+  exact counts of sealed hours and days: per digit, refused (not a digit), labelled, correct. Rollups
+  sealed before refusals existed have no refused count; they are read as refused = 0.
 - ``stat_marks`` (one small partition) says which hours changed since they were sealed. A live
   prediction writes a mark for its hour at most once per process and hour, concurrently with the
   record (the write path stays one round trip). A write into an hour that is not the current one (a
@@ -44,9 +45,19 @@ WHOLE_DAY = -1  # a mark for every hour of a day (a database made before the rol
 GRACE = datetime.timedelta(minutes=5)  # an hour is sealed this long after it ended
 HOUR = datetime.timedelta(hours=1)
 DAYS_AT_ONCE = 8  # marked days whose queries are in flight together
-WIDTH = len(DIGITS) + 2  # counts: one per digit, then labelled, then correct
+REFUSED = len(DIGITS)  # counts: one per digit, then the refusals (no digit), then labelled, then correct
+WIDTH = REFUSED + 3
 # Stored packed in a blob: the driver decodes a blob in one step, a list<bigint> element by element.
 PACKED = struct.Struct(f">{WIDTH}q")
+BEFORE_REFUSALS = struct.Struct(f">{WIDTH - 1}q")  # rollups sealed by a version without refusals
+
+
+def unpack(blob):
+    """The counts of a rollup blob, in WIDTH columns whichever version sealed it."""
+    if len(blob) == BEFORE_REFUSALS.size:
+        counts = BEFORE_REFUSALS.unpack(blob)
+        return (*counts[:REFUSED], 0, *counts[REFUSED:])
+    return PACKED.unpack(blob)
 
 
 def ddl(ks):
@@ -128,7 +139,7 @@ class Rollups:
         for row in self.store._wait(marks_future):
             marked.setdefault(row.day, {}).setdefault(row.hour, []).append(row.mark)
         # Column sums over the unmarked days (hundreds of rows a year: one zip, not a loop of adds).
-        clean = [PACKED.unpack(row.counts) for row in self.store._wait(days_future) if row.day not in marked]
+        clean = [unpack(row.counts) for row in self.store._wait(days_future) if row.day not in marked]
         total = [sum(column) for column in zip(*clean, strict=True)] if clean else [0] * WIDTH
         # The other marked days' sealed hours and recounts go out together, DAYS_AT_ONCE days at a time
         # (a bulk load or an upgrade marks every day).
@@ -138,8 +149,8 @@ class Rollups:
             pending = {day: self._pending(session, stmts, day, marked[day], guess) for day in chunk}
             for day in chunk:
                 total = _add(total, self._finish_day(session, stmts, day, marked[day], pending[day], now, stamp))
-        per_digit = dict(zip(DIGITS, total[: len(DIGITS)], strict=True))
-        return Stats(total=sum(per_digit.values()), per_digit=per_digit, labelled=total[-2], correct=total[-1])
+        per_digit = dict(zip(DIGITS, total[:REFUSED], strict=True))
+        return Stats(per_digit=per_digit, labelled=total[-2], correct=total[-1], not_a_digit=total[REFUSED])
 
     def _pending(self, session, stmts, day, marks, guess):
         """The queries of a marked day: those sent ahead if they cover its marked hours, else new ones."""
@@ -159,7 +170,7 @@ class Rollups:
     def _finish_day(self, session, stmts, day, marks, pending, now, stamp):
         """One marked day's counts: clean hours from stat_hours, marked hours recounted; seals what is closed."""
         dirty, sealed_future, recount_futures = pending
-        sealed = {row.hour: PACKED.unpack(row.counts) for row in self.store._wait(sealed_future)}
+        sealed = {row.hour: unpack(row.counts) for row in self.store._wait(sealed_future)}
         fresh = self._recount(recount_futures, dirty)
         day_total = [0] * WIDTH
         for hour in range(24):
@@ -178,10 +189,10 @@ class Rollups:
                 if found is None:  # an hour in the range that is not marked: its rollup is exact
                     continue
                 digit, label = getattr(row, DIGIT.name), getattr(row, LABEL.name)
-                found[digit] += 1
+                found[REFUSED if digit is None else digit] += 1  # a refusal has no digit (null)
                 if label is not None:
                     found[-2] += 1
-                    found[-1] += label == digit
+                    found[-1] += label == digit  # a refusal labelled with a digit is wrong
         return counts
 
     def _seal(self, session, stmts, day, marks, dirty, closed, fresh, day_total, stamp):

@@ -126,7 +126,7 @@ class Field:
 FIELDS = (
     Field("id", "uuid"),
     Field("created_at", "time", column="date"),
-    Field("digit", "int", column="result"),
+    Field("digit", "int", column="result", nullable=True),  # None: answered "not a digit"
     Field("confidence", "float"),
     Field("probabilities", "floats"),
     Field("source", "text"),
@@ -137,13 +137,15 @@ FIELDS = (
     Field("model_version", "text"),
     Field("latency_ms", "float"),
     Field("label", "int", nullable=True),
+    Field("verdict", "text", nullable=True),  # a row stored before refusals reads None: Record makes it "digit"
+    Field("not_a_digit", "float", nullable=True),
 )
 BY_ATTR = {f.attr: f for f in FIELDS}
 COLUMNS = tuple(f.name for f in FIELDS)
 BLOBS = tuple(f for f in FIELDS if KINDS[f.kind].to_json is None)
 SCALARS = tuple(f for f in FIELDS if f not in BLOBS)
 PUBLIC = tuple(f for f in SCALARS if f.public)
-ID, DIGIT, LABEL = BY_ATTR["id"], BY_ATTR["digit"], BY_ATTR["label"]
+ID, DIGIT, LABEL, VERDICT = BY_ATTR["id"], BY_ATTR["digit"], BY_ATTR["label"], BY_ATTR["verdict"]
 if tuple(f.attr for f in FIELDS) != tuple(f.name for f in dataclasses.fields(Record)):
     raise RuntimeError("store/fields.py FIELDS must list the Record's fields in order")
 

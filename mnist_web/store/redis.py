@@ -9,7 +9,8 @@ URL: ``redis://[:password@]host[:port][/db][?prefix=mnist:&...]``
 Keys: ``{prefix}record:{id}`` hash of the record's fields (store/fields.py); ``{prefix}recent`` sorted
 set, all scores 0, members ``sort_token(id)`` so lexicographic order is creation order (a float score
 cannot hold a 60-bit uuid time exactly); ``{prefix}stats:{day}`` hash of one UTC day's counts (a field
-per digit, ``labelled``, ``correct``) and ``{prefix}stat_days`` the set of those days.
+per digit, ``not_a_digit`` for the refusals, ``labelled``, ``correct``) and ``{prefix}stat_days`` the
+set of those days. A refused record's hash has no ``result`` field.
 
 Stats: adds and labels run as Lua scripts, so the day's counts move atomically with the record:
 re-adding an id already stored changes nothing (a spool replay or a retried write counts once), and a
@@ -29,6 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import RecordNotFound, StoreUnavailable
 from ..forklocal import ForkLocal
+from ..limits import NOT_A_DIGIT_VERDICT
 from . import retention
 from .base import RecordStore, Stats, check_label, record_time, sort_token, zero_per_digit
 from .fields import BY_ATTR, DIGIT, LABEL, from_mapping, to_mapping
@@ -38,7 +40,8 @@ DATE = BY_ATTR["created_at"]
 
 ADD_LUA = """
 -- KEYS: record hash, recent zset, the day's stats hash, stat_days zset
--- ARGV: sort token, digit, label or '', expire-at seconds or '', day, then the record's field/value pairs
+-- ARGV: sort token, digit (or the refusals' count field), label or '', expire-at seconds or '', day,
+-- then the record's field/value pairs
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
@@ -58,6 +61,7 @@ return 1
 LABEL_LUA = """
 -- KEYS: record hash, the record's day stats hash; ARGV: the new label, the digit field, the label field
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+-- A refused record has no digit field: false, which equals no label (a refusal labelled is wrong).
 local digit = redis.call('HGET', KEYS[1], ARGV[2])
 local old = redis.call('HGET', KEYS[1], ARGV[3])
 if not old then
@@ -72,7 +76,7 @@ return 1
 
 MIGRATE_LUA = """
 -- KEYS: old digits hash, old stats hash, recent zset, stat_days zset
--- ARGV: key prefix, digit field, label field, date field
+-- ARGV: key prefix, digit field, label field, date field, the refusals' count field
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = 0
 for _, token in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
@@ -80,10 +84,10 @@ for _, token in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   local id = string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-' .. string.sub(h, 13, 16) .. '-' ..
     string.sub(h, 17, 20) .. '-' .. string.sub(h, 21, 32)
   local row = redis.call('HMGET', ARGV[1] .. 'record:' .. id, ARGV[2], ARGV[3], ARGV[4])
-  if row[1] then
+  if row[3] then
     local day = string.sub(row[3], 1, 10)
     local key = ARGV[1] .. 'stats:' .. day
-    redis.call('HINCRBY', key, row[1], 1)
+    redis.call('HINCRBY', key, row[1] or ARGV[5], 1)
     if row[2] then
       redis.call('HINCRBY', key, 'labelled', 1)
       if row[2] == row[1] then redis.call('HINCRBY', key, 'correct', 1) end
@@ -154,7 +158,7 @@ class RedisStore(RecordStore):
     def init_schema(self):
         """Nothing to create in Redis; recounts a store made before per-day counts, once."""
         keys = [self._key("digits"), self._key("stats"), self._key("recent"), self._key("stat_days")]
-        args = [self.prefix, DIGIT.name, LABEL.name, DATE.name]
+        args = [self.prefix, DIGIT.name, LABEL.name, DATE.name, NOT_A_DIGIT_VERDICT]
         migrated = self._call(lambda client, scripts: client.eval(MIGRATE_LUA, len(keys), *keys, *args))
         if migrated >= 0:
             log.info("redis: counted %d existing records into per-day stats", migrated)
@@ -167,7 +171,8 @@ class RedisStore(RecordStore):
         day = day_of(record.id)
         label = "" if record.label is None else str(record.label)
         expire = "" if expire_at is None else int(expire_at.timestamp())
-        args = [sort_token(record.id), str(record.digit), label, expire, day]
+        counted = NOT_A_DIGIT_VERDICT if record.digit is None else str(record.digit)
+        args = [sort_token(record.id), counted, label, expire, day]
         for name, value in to_mapping(record).items():
             args += [name, value]
         keys = [self._record_key(record.id), self._key("recent"), self._key(f"stats:{day}"), self._key("stat_days")]
@@ -210,7 +215,7 @@ class RedisStore(RecordStore):
         return self.get(record_id)
 
     def stats(self):
-        """Counts per digit, labelled and correct: the sum of the per-day counts."""
+        """Counts per digit and of refusals, labelled and correct: the sum of the per-day counts."""
 
         def fetch(client, scripts):
             days = client.zrange(self._key("stat_days"), 0, -1)
@@ -223,7 +228,7 @@ class RedisStore(RecordStore):
                 client.zrem(self._key("stat_days"), *gone)
             return counts
 
-        per_digit, totals = zero_per_digit(), {"labelled": 0, "correct": 0}
+        per_digit, totals = zero_per_digit(), {"labelled": 0, "correct": 0, NOT_A_DIGIT_VERDICT: 0}
         for counts in self._call(fetch):
             for name, value in counts.items():
                 name = name.decode()
@@ -231,7 +236,7 @@ class RedisStore(RecordStore):
                     totals[name] += int(value)
                 else:
                     per_digit[int(name)] += int(value)
-        return Stats(total=sum(per_digit.values()), per_digit=per_digit, **totals)
+        return Stats(per_digit=per_digit, **totals)
 
     def ping(self):
         """PING the server."""

@@ -52,15 +52,17 @@ def test_the_same_record_twice_counts_once(store):
 
 
 def test_a_spool_replay_of_a_stored_record_counts_once(store, tmp_path):
-    stored, waiting = make_record(digit=1), make_record(digit=2)
+    stored, waiting, refused = make_record(digit=1), make_record(digit=2), make_refusal()
     store.add(stored)
     spooled = SpooledStore(store, tmp_path / "spool.sqlite3", retry_min=0.05)
     try:
         # A write that timed out although the database took it: the record is stored *and* spooled.
         spooled._spool(stored, "timed out")
         spooled._spool(waiting, "timed out")
+        spooled._spool(refused, "timed out")  # a refusal goes through the spool's JSON unchanged
         wait_for(lambda: spooled.depth == 0, 30, "the spool to drain")
-        assert counts(store) == (2, {1: 1, 2: 1}, 0, 0)
+        assert counts(store) == (3, {1: 1, 2: 1, "not_a_digit": 1}, 0, 0)
+        assert store.get(refused.id) == refused
     finally:
         spooled.close()
 

@@ -11,6 +11,7 @@
   var SIDE = 280; // canvas size in CSS pixels; also the size of the PNG sent to /predict/
   var LINE_WIDTH = 18; // CSS pixels
   var HISTORY_LIMIT = 12;
+  var REFUSAL_TEXT = "That doesn't look like a digit";
 
   var root = ($("#app").attr("data-root") || "").replace(/\/+$/, "");
   var api = {
@@ -254,14 +255,32 @@
     return api.record(record.id) + "/input";
   }
 
+  /* The model answered "not a digit": no digit (records made before refusals have no verdict). */
+  function isRefused(record) {
+    return record.verdict === "not_a_digit" || record.digit === null || record.digit === undefined;
+  }
+
   function showResult(record) {
     state.current = record;
     hideMessage();
 
-    var digit = Number(record.digit);
-    $("#result-digit").text(String(digit)).attr("data-id", String(record.id));
-    $("#result-confidence").empty().append("Confidence ", $("<strong>").text(percent(record.confidence)));
-    $("#result-announcement").text("Predicted " + digit + ", confidence " + percent(record.confidence) + ".");
+    var refused = isRefused(record);
+    var digit = refused ? null : Number(record.digit);
+    var sure = percent(record.confidence);
+    $result.toggleClass("is-refused", refused);
+    $("#result-digit")
+      .text(refused ? "✗" : String(digit))
+      .attr({ "data-id": String(record.id), "data-verdict": refused ? "not_a_digit" : "digit" });
+    if (refused) {
+      $("#result-confidence").empty().append($("<strong>").text(REFUSAL_TEXT), " (" + sure + " sure)");
+      $("#result-announcement").text(REFUSAL_TEXT + ", " + sure + " sure.");
+    } else {
+      $("#result-confidence").empty().append("Confidence ", $("<strong>").text(sure));
+      $("#result-announcement").text("Predicted " + digit + ", confidence " + sure + ".");
+    }
+    $(".feedback-question").text(refused ? "Was it a digit after all? Which one?" : "Was that right?");
+    $("#confirm").prop("hidden", refused); // a label is a digit: "not a digit" cannot be confirmed as one
+    $(".feedback-or").text(refused ? "It was:" : "or it was:");
 
     var probabilities = record.probabilities || [];
     $bars.children("[data-digit]").each(function () {
@@ -299,7 +318,7 @@
   function renderFeedback() {
     var record = state.current;
     var label = record && record.label !== null && record.label !== undefined ? Number(record.label) : null;
-    var correct = label !== null && label === Number(record.digit);
+    var correct = label !== null && !isRefused(record) && label === Number(record.digit);
     $("#confirm").attr("aria-pressed", correct ? "true" : "false");
     $("#label-buttons [data-label]").each(function () {
       var $b = $(this);
@@ -405,12 +424,16 @@
   // ---- history and stats -------------------------------------------------------------------
 
   function historyItem(record) {
-    var digit = Number(record.digit);
+    var refused = isRefused(record);
+    var digit = refused ? null : Number(record.digit);
     var hasLabel = record.label !== null && record.label !== undefined;
     var label = hasLabel ? Number(record.label) : null;
     var $label = $("<span>").addClass("history-label");
-    var description = "Predicted " + digit + ", " + percent(record.confidence) + " sure";
-    if (!hasLabel) {
+    var description = (refused ? "Not a digit" : "Predicted " + digit) + ", " + percent(record.confidence) + " sure";
+    if (!hasLabel && refused) {
+      $label.addClass("is-refused").text("✗ not a digit");
+      description += ", not labelled";
+    } else if (!hasLabel) {
       $label.text(percent(record.confidence));
       description += ", not labelled";
     } else if (label === digit) {
@@ -425,11 +448,16 @@
       .addClass("history-item")
       .append(
         $("<img>").attr({ src: inputUrl(record), width: 28, height: 28, alt: "", loading: "lazy" }),
-        $("<span>").addClass("history-digit").text(String(digit)),
+        $("<span>")
+          .addClass("history-digit")
+          .toggleClass("is-refused", refused)
+          .text(refused ? "✗" : String(digit)),
         $label
       )
       .data("record", record);
-    return $("<li>").attr("data-id", String(record.id)).append($button);
+    return $("<li>")
+      .attr({ "data-id": String(record.id), "data-verdict": refused ? "not_a_digit" : "digit" })
+      .append($button);
   }
 
   function markCurrentInHistory() {
@@ -469,6 +497,10 @@
         var $accuracy = $("#accuracy").empty();
         var total = stats && typeof stats.total === "number" ? stats.total : null;
         var totalText = total ? " · " + total + (total === 1 ? " prediction" : " predictions") : "";
+        if (total && stats.not_a_digit) {
+          totalText += ", " + stats.not_a_digit + " not a digit";
+        }
+        $accuracy.attr("data-refused", String((stats && stats.not_a_digit) || 0));
         if (!stats || stats.accuracy === null || stats.accuracy === undefined) {
           $accuracy.text("No labelled predictions yet" + totalText);
           $accuracy.attr("data-accuracy", "");
@@ -594,7 +626,7 @@
     });
 
     $("#confirm").on("click", function () {
-      if (state.current) {
+      if (state.current && !isRefused(state.current)) {
         saveLabel(Number(state.current.digit));
       }
     });

@@ -26,18 +26,13 @@ class Record:
     model_version: str
     latency_ms: float
     label: int | None = None
-    verdict: str | None = None  # limits.VERDICTS; None (a record stored before refusals) is read as the digit's
+    verdict: str | None = None  # limits.VERDICTS; None (a row stored before refusals) is derived from digit
     not_a_digit: float | None = None  # probability that the drawing is no digit (None: stored before refusals)
 
     def __post_init__(self):
         # Rows written before the verdict existed hold a digit: derive what they would have stored.
         if self.verdict is None:
             self.verdict = DIGIT_VERDICT if self.digit is not None else NOT_A_DIGIT_VERDICT
-
-    @property
-    def refused(self):
-        """Whether the model answered "not a digit" (no digit) for this drawing."""
-        return self.verdict == NOT_A_DIGIT_VERDICT
 
     def summary(self):
         """The JSON-ready form without the image bytes or the client's address (store/fields.py: PUBLIC)."""

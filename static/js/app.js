@@ -451,7 +451,7 @@
         $("<span>")
           .addClass("history-digit")
           .toggleClass("is-refused", refused)
-          .text(refused ? "✗" : String(digit)),
+          .text(refused ? "–" : String(digit)), // no digit; the label line says why
         $label
       )
       .data("record", record);

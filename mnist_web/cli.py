@@ -20,7 +20,7 @@ def _recognizer():
 @with_appcontext
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def predict_command(files):
-    """Print the digit and confidence for each image file (PNG, JPEG, BMP)."""
+    """Print the digit (or "not a digit") and confidence for each image file (PNG, JPEG, BMP)."""
     failed = False
     for path in files:
         try:
@@ -29,7 +29,8 @@ def predict_command(files):
             click.echo(f"{path}: error: {getattr(exc, 'message', exc)}", err=True)
             failed = True
             continue
-        click.echo(f"{path}: {prediction.digit} ({prediction.confidence:.1%})")
+        answer = "not a digit" if prediction.digit is None else prediction.digit
+        click.echo(f"{path}: {answer} ({prediction.confidence:.1%})")
     if failed:
         sys.exit(1)
 

@@ -2,6 +2,9 @@
 
 # The digits the model predicts and a label may name.
 DIGITS = range(10)
+# What a prediction says: a digit, or that the drawing is not a digit (then it names no digit).
+VERDICTS = ("digit", "not_a_digit")
+DIGIT_VERDICT, NOT_A_DIGIT_VERDICT = VERDICTS
 
 # What a prediction reads: one digit (the default), or a number of several digits.
 MODES = ("digit", "number")

@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import Config
 from .folding import folded_forward
+from .limits import VERDICTS
 from .numpy_forward import CHUNK as NUMPY_CHUNK
 from .numpy_forward import NumpyForward
 
@@ -28,7 +29,6 @@ CALIBRATION = "calibration.json"
 # The model's classes: the ten digits, then (in an 11-output model) "not a digit".
 DIGIT_CLASSES = 10
 NOT_A_DIGIT = DIGIT_CLASSES
-VERDICTS = ("digit", "not_a_digit")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ def _recognizer():
 @with_appcontext
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def predict_command(files):
-    """Print the digit and confidence for each image file (PNG, JPEG, BMP)."""
+    """Print the digit (or "not a digit") and confidence for each image file (PNG, JPEG, BMP)."""
     failed = False
     for path in files:
         try:

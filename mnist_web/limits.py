@@ -2,7 +2,6 @@
 
 # The digits the model predicts and a label may name.
 DIGITS = range(10)
-
 # What a prediction reads: one digit (the default), or a number of several digits.
 MODES = ("digit", "number")
 # What a prediction answered: a digit; not a digit; several digits (digit mode: not guessed as one);

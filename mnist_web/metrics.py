@@ -40,6 +40,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
+        # Label `digit`: "0".."9", or "not_a_digit" for a refusal.
         self.predictions = Counter("mnist_predictions", "Predictions made", ["digit"], registry=self.registry)
         self.inference = Histogram(
             "mnist_inference_seconds",

@@ -140,7 +140,7 @@ def openapi_document():
             },
             "/api/v1/stats": {
                 "get": {
-                    "summary": "Counts per digit and accuracy over labelled predictions",
+                    "summary": "Counts per digit and of refusals, and accuracy over labelled predictions",
                     "responses": {"200": _json({"$ref": "#/components/schemas/Stats"}, "statistics")},
                 }
             },
@@ -202,7 +202,15 @@ def openapi_document():
                         "image_type": {"type": "string", "enum": sorted(IMAGE_TYPES.values())},
                         "model_input": {"type": "string", "description": "data URL (only when just created)"},
                     },
-                    "required": ["id", "digit", "confidence", "probabilities", "created_at", "model_version"],
+                    "required": [
+                        "id",
+                        "digit",
+                        "verdict",
+                        "confidence",
+                        "probabilities",
+                        "created_at",
+                        "model_version",
+                    ],
                 },
                 "ReadDigit": {
                     "type": "object",
@@ -231,7 +239,7 @@ def openapi_document():
                         "not_a_digit": COUNTS,
                         "several_digits": COUNTS,
                         "labelled": {"type": "integer"},
-                        "correct": {"type": "integer"},
+                        "correct": {"type": "integer", "description": "a refusal labelled with a digit is wrong"},
                         "accuracy": {"type": ["number", "null"]},
                         "numbers": {
                             "type": "object",

@@ -17,6 +17,7 @@ import numpy as np
 from .calibration import DIGIT_CLASSES, NOT_A_DIGIT, Calibration
 from .config import Config
 from .folding import folded_forward
+from .limits import VERDICTS
 from .numpy_forward import CHUNK as NUMPY_CHUNK
 from .numpy_forward import NumpyForward
 
@@ -24,7 +25,6 @@ log = logging.getLogger(__name__)
 
 MODEL_JSON = "model_mnist.json"
 MODEL_WEIGHTS = "model_mnist.weights.h5"
-VERDICTS = ("digit", "not_a_digit")
 
 
 @dataclasses.dataclass(frozen=True)

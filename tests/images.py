@@ -28,3 +28,14 @@ def png_header_only(width, height):
     """A PNG that claims the given size (for refusing oversized images before decoding)."""
     header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
     return b"\x89PNG\r\n\x1a\n" + header + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b"")
+
+
+def cross_png(side=280, width=18):
+    """A canvas-sized PNG of an X drawn in black on white: a drawing that is no digit."""
+    import cv2
+
+    page = np.full((side, side), 255, np.uint8)
+    low, high = side * 3 // 14, side * 11 // 14
+    cv2.line(page, (low, low), (high, high), 0, width, cv2.LINE_AA)
+    cv2.line(page, (high, low), (low, high), 0, width, cv2.LINE_AA)
+    return cv2.imencode(".png", page)[1].tobytes()

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from images import png_header_only
+from images import cross_png, png_header_only
 from mnist_web.limits import MAX_UPLOAD_BYTES
 
-FIELDS = {"id", "digit", "confidence", "probabilities", "created_at", "model_version"}
+FIELDS = {"id", "digit", "verdict", "confidence", "probabilities", "not_a_digit", "created_at", "model_version"}
 
 
 def data_url(png):
@@ -30,8 +30,9 @@ def assert_prediction(response, digit, source):
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
     assert FIELDS <= body.keys() and "client_ip" not in body and "image" not in body
-    assert body["digit"] == digit and body["source"] == source
-    assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-3
+    assert body["digit"] == digit and body["source"] == source and body["verdict"] == "digit"
+    # Ten digits' probabilities; with the probability of "not a digit" they sum to 1.
+    assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) + body["not_a_digit"] - 1) < 1e-3
     assert body["confidence"] == max(body["probabilities"])
     assert body["created_at"].endswith("Z") and body["model_version"].startswith("cnn-")
     assert uuid.UUID(body["id"]).version == 1
@@ -120,6 +121,57 @@ def test_stats_count_digits_and_accuracy(client, drawing, mnist_test):
     assert sum(stats["per_digit"].values()) == 3
     for digit in digits:
         assert stats["per_digit"][str(digit)] >= 1
+
+
+def assert_refused_and_labelled(client, record_id, image=None):
+    """A refused record reads back refused (listing, stats) and can be labelled with a digit: a wrong answer."""
+    stored = client.get(f"/api/v1/predictions/{record_id}").get_json()
+    assert (stored["digit"], stored["verdict"], stored["label"]) == (None, "not_a_digit", None)
+    assert len(stored["probabilities"]) == 10
+    if image is not None:  # what was drawn is kept
+        assert client.get(f"/api/v1/predictions/{record_id}/image").data == image
+    listed = client.get("/api/v1/predictions?limit=1").get_json()["items"][0]
+    assert (listed["id"], listed["digit"], listed["verdict"]) == (record_id, None, "not_a_digit")
+    stats = client.get("/api/v1/stats").get_json()
+    assert (stats["total"], stats["not_a_digit"], sum(stats["per_digit"].values())) == (1, 1, 0)
+    labelled = client.put(f"/api/v1/predictions/{record_id}/label", json={"label": 4})
+    assert labelled.status_code == 200, labelled.get_json()
+    assert (labelled.get_json()["label"], labelled.get_json()["verdict"]) == (4, "not_a_digit")
+    stats = client.get("/api/v1/stats").get_json()
+    assert (stats["labelled"], stats["correct"], stats["accuracy"]) == (1, 0, 0.0)
+
+
+@pytest.mark.parametrize("endpoint", ["/api/v1/predictions", "/predict/"])
+def test_an_x_is_not_a_digit_and_still_recorded(client, endpoint):
+    """Needs a model that refuses (11 classes): 201, digit null, verdict not_a_digit, and a record."""
+    png = cross_png()
+    if endpoint == "/predict/":
+        response = client.post(endpoint, data=data_url(png), content_type="text/plain")
+    else:
+        response = client.post(endpoint, data=png, content_type="image/png")
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert (body["digit"], body["verdict"]) == (None, "not_a_digit"), body
+    assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) + body["not_a_digit"] - 1) < 1e-3
+    assert body["confidence"] == body["not_a_digit"]
+    assert body["model_input"].startswith("data:image/png;base64,")
+    assert response.headers["Location"] == f"/api/v1/predictions/{body['id']}"
+    assert 'mnist_predictions_total{digit="not_a_digit"} 1.0' in client.get("/metrics").data.decode()
+    assert_refused_and_labelled(client, body["id"], png)
+
+
+def test_a_refused_record_reads_back_and_takes_a_label(app, client):
+    """Without the model: a refused record put in the app's store, through every read endpoint and a label."""
+    from test_store_contract import make_refusal
+
+    from mnist_web.db import get_store
+
+    refused = make_refusal()
+    with app.app_context():
+        get_store().add(refused)
+    body = client.get(f"/api/v1/predictions/{refused.id}").get_json()
+    assert body["not_a_digit"] == refused.not_a_digit and body["confidence"] == refused.confidence
+    assert_refused_and_labelled(client, str(refused.id), refused.image)
 
 
 def test_health_readiness_metrics_and_openapi(client, drawing):

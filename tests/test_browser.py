@@ -48,11 +48,11 @@ def _get(url, timeout=5.0):
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
-    """The app's root URL: a gunicorn subprocess serving the real app with a throwaway database."""
+def server(tmp_path_factory):
+    """(root URL, database URL or None): a gunicorn subprocess serving the real app with a throwaway database."""
     external = os.environ.get("MNIST_WEB_URL")
     if external:
-        yield external.rstrip("/")
+        yield external.rstrip("/"), os.environ.get("MNIST_WEB_DATABASE_URL")
         return
 
     tmp = tmp_path_factory.mktemp("browser_server")
@@ -70,10 +70,28 @@ def base_url(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     # Command-line settings win over the config file: loopback only, and one worker (one model in memory).
     argv = gunicorn_argv("--bind", f"127.0.0.1:{port}", "--workers", "1")
-    with running(argv, env, log_path, stop_timeout=15) as server:
-        wait_http(url + "/healthz", server, log_path, SERVER_START_TIMEOUT, "liveness")
-        _wait_until_ready(url, server, log_path)
-        yield url
+    with running(argv, env, log_path, stop_timeout=15) as process:
+        wait_http(url + "/healthz", process, log_path, SERVER_START_TIMEOUT, "liveness")
+        _wait_until_ready(url, process, log_path)
+        yield url, env["MNIST_DATABASE_URL"]
+
+
+@pytest.fixture(scope="module")
+def base_url(server):
+    """The app's root URL."""
+    return server[0]
+
+
+@pytest.fixture
+def server_store(server, tmp_path):
+    """The server's own record store, opened by the test (to add records the model would not make now)."""
+    from mnist_web.store import open_store
+
+    if server[1] is None:
+        server_unavailable("MNIST_WEB_URL is set without MNIST_WEB_DATABASE_URL: the server's store is unknown")
+    store = open_store(server[1], str(tmp_path), timeout=10.0)
+    yield store
+    store.close()
 
 
 def _wait_until_ready(url, server, log_path):
@@ -210,6 +228,7 @@ def page(open_page):
 # Strokes in canvas CSS pixels (0..280), one list of points per stroke.
 ONE = [[(142, 45), (138, 235)]]
 SEVEN = [[(75, 60), (205, 60), (120, 235)]]
+CROSS = [[(60, 60), (220, 220)], [(220, 60), (60, 220)]]  # an X: no digit
 ZERO = [[(140 + 62 * np.sin(t), 140 - 88 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 48)]]
 
 
@@ -345,6 +364,37 @@ def expect_result(page, record, digit):
     size = model_input.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])")
     assert size == [28, 28]
     expect(page.locator("#feedback")).to_be_visible()
+
+
+def expect_refusal(page, record):
+    """The result area shows `record` as "not a digit": no digit, greyed bars, the correction buttons."""
+    from playwright.sync_api import expect
+
+    assert record["verdict"] == "not_a_digit" and record["digit"] is None, record
+    expect(page.locator("#result-digit")).to_have_attribute("data-id", str(record["id"]))
+    expect(page.locator("#result-digit")).to_have_attribute("data-verdict", "not_a_digit")
+    expect(page.locator("#result-confidence")).to_contain_text("That doesn't look like a digit")
+    expect(page.locator("#result-confidence")).to_contain_text(f"{record['confidence'] * 100:.1f}%")
+    expect(page.locator("#result")).to_have_class(re.compile(r"\bis-refused\b"))
+    expect(page.locator("#bars > .is-winner")).to_have_count(0)
+    expect(page.locator("#feedback")).to_be_visible()
+    expect(page.locator("#confirm")).to_be_hidden()  # a label is a digit: "not a digit" is not one
+    expect(page.locator("#label-buttons [data-label]")).to_have_count(10)
+    for button in page.locator("#label-buttons [data-label]").all():
+        expect(button).to_be_visible()
+
+
+def expect_refusal_labelled(page, base_url, record, label):
+    """A correction button labels the refused record: saved, shown, and counted as wrong."""
+    from playwright.sync_api import expect
+
+    before = api_json(base_url, "/api/v1/stats")
+    saved = _label(page, f"#label-buttons [data-label='{label}']")
+    assert (saved["id"], saved["label"], saved["digit"], saved["verdict"]) == (record["id"], label, None, "not_a_digit")
+    expect(page.locator("#feedback-status")).to_contain_text(f"right digit is {label}")
+    expect(page.locator(f"#history [data-id='{record['id']}']")).to_contain_text(f"was {label}")
+    labelled = before["labelled"] + (record.get("label") is None)
+    _expect_accuracy(page, base_url, labelled, before["correct"])
 
 
 # ---- tests -------------------------------------------------------------------------------------
@@ -539,6 +589,43 @@ def test_label_correction_updates_record_and_accuracy(page, base_url):
     assert api_json(base_url, f"/api/v1/predictions/{record['id']}")["label"] == 7
     _expect_accuracy(page, base_url, before["labelled"] + 1, before["correct"] + 1)
     expect(item).to_contain_text("correct")
+
+
+def test_an_x_is_not_a_digit(page, base_url):
+    """Needs a model that refuses (11 classes): an X drawn with the mouse is answered "not a digit"."""
+    from playwright.sync_api import expect
+
+    draw_with_mouse(page, CROSS)
+    record = predict(page)
+    expect_refusal(page, record)
+    stored = api_json(base_url, f"/api/v1/predictions/{record['id']}")
+    assert (stored["digit"], stored["verdict"], stored["label"]) == (None, "not_a_digit", None)
+    item = page.locator(f"#history [data-id='{record['id']}']")
+    expect(item).to_have_attribute("data-verdict", "not_a_digit")
+    expect(item).to_contain_text("not a digit")
+    expect(page.locator("#accuracy")).to_contain_text("not a digit")
+    expect_refusal_labelled(page, base_url, record, 4)
+
+
+def test_a_refusal_in_the_history_is_shown_and_labelled(page, base_url, server_store):
+    """A refused record (added to the server's store) in the history list, brought back and labelled."""
+    from playwright.sync_api import expect
+    from test_store_contract import make_refusal
+
+    refused = make_refusal()
+    server_store.add(refused)
+    with page.expect_response(lambda r: "/api/v1/stats" in r.url):
+        with page.expect_response(lambda r: "/api/v1/predictions?" in r.url):
+            page.reload()
+    item = page.locator(f"#history [data-id='{refused.id}']")
+    expect(item).to_have_attribute("data-verdict", "not_a_digit")
+    expect(item.locator(".history-label")).to_have_text("✗ not a digit")
+    assert int(page.locator("#accuracy").get_attribute("data-refused")) >= 1
+    expect(page.locator("#accuracy")).to_contain_text("not a digit")
+    item.locator("button").click()
+    record = api_json(base_url, f"/api/v1/predictions/{refused.id}")
+    expect_refusal(page, record)
+    expect_refusal_labelled(page, base_url, record, 3)
 
 
 def test_history_gains_the_new_prediction(page):

@@ -2,6 +2,8 @@
 
 import re
 
+from images import cross_png
+
 
 def test_predict_prints_digit_and_confidence(runner, drawing, mnist_test, tmp_path):
     paths = []
@@ -17,6 +19,18 @@ def test_predict_prints_digit_and_confidence(runner, drawing, mnist_test, tmp_pa
         match = re.fullmatch(r".*digit\d\.png: (\d) \((\d+\.\d)%\)", line)
         assert match, line
         assert int(match[1]) == mnist_test[1][index]
+
+
+def test_predict_says_not_a_digit_for_an_x(runner, drawing, tmp_path):
+    """Needs a model that refuses (11 classes): an X is "not a digit", a digit beside it still a digit."""
+    cross, digit = tmp_path / "cross.png", tmp_path / "digit.png"
+    cross.write_bytes(cross_png())
+    digit.write_bytes(drawing(0))
+    result = runner.invoke(args=["predict", str(cross), str(digit)])
+    assert result.exit_code == 0, result.output
+    refused, answered = result.output.strip().splitlines()
+    assert re.fullmatch(r".*cross\.png: not a digit \((\d+\.\d)%\)", refused), refused
+    assert re.fullmatch(r".*digit\.png: 7 \((\d+\.\d)%\)", answered), answered
 
 
 def test_predict_reports_bad_files_and_fails(runner, tmp_path):

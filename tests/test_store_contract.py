@@ -51,6 +51,12 @@ def open_test_store(request, tmp_path, retention_days=None):
             drop_redis_prefix(server, prefix)
 
 
+def make_refusal(record_id=None, created_at=None, label=None, rng=random):
+    """A record the model answered "not a digit" for: no digit, confidence = P(not a digit)."""
+    record = make_record(record_id, created_at, label=label, rng=rng)
+    return dataclasses.replace(record, digit=None, verdict="not_a_digit", confidence=record.not_a_digit)
+
+
 def make_record(record_id=None, created_at=None, digit=None, label=None, rng=random):
     """A record with awkward values: every byte value in the blobs, floats that need all 17 digits."""
     record_id = record_id or uuid.uuid1()
@@ -70,6 +76,8 @@ def make_record(record_id=None, created_at=None, digit=None, label=None, rng=ran
         model_version="2026-11-21T06:00:00Z-abc123",
         latency_ms=rng.random() * 100,
         label=label,
+        verdict="digit",
+        not_a_digit=rng.random() / 3,
     )
 
 
@@ -82,6 +90,36 @@ def test_round_trip_keeps_every_field(store):
     got = store.get(plain.id)
     assert got.image == plain.image and got.model_input == plain.model_input
     assert got.created_at.tzinfo is not None and got.created_at == plain.created_at
+
+
+def test_a_refusal_is_stored_listed_and_counted(store):
+    digit, refused = make_record(digit=6), make_refusal()
+    store.add(digit)
+    store.add(refused)
+    store.add(refused)  # a replay counts once
+    got = store.get(refused.id)
+    assert got == refused and got.digit is None and got.verdict == "not_a_digit"
+    assert store.get(digit.id).verdict == "digit"
+    records, _ = store.recent(10)
+    assert [(r.id, r.verdict) for r in records] == [(refused.id, "not_a_digit"), (digit.id, "digit")]
+    assert records[0].summary()["digit"] is None and records[0].summary()["verdict"] == "not_a_digit"
+    stats = store.stats()
+    assert (stats.total, stats.not_a_digit, stats.per_digit[6], sum(stats.per_digit.values())) == (2, 1, 1, 1)
+
+
+def test_a_refusal_labelled_with_a_digit_counts_as_wrong(store):
+    refused, right = make_refusal(), make_record(digit=2)
+    store.add(refused)
+    store.add(right)
+    labelled = store.set_label(refused.id, 4)
+    assert (labelled.label, labelled.digit, labelled.verdict) == (4, None, "not_a_digit")
+    store.set_label(right.id, 2)
+    assert store.get(refused.id).label == 4
+    stats = store.stats()
+    assert (stats.total, stats.not_a_digit, stats.labelled, stats.correct) == (2, 1, 2, 1)
+    store.set_label(refused.id, 7)  # relabelled: still one labelled, still wrong
+    stats = store.stats()
+    assert (stats.labelled, stats.correct, stats.accuracy) == (2, 1, 0.5)
 
 
 def test_adding_the_same_id_again_keeps_one_record(store):

@@ -5,7 +5,8 @@ Counters are not idempotent (a spool replay or a retried write would count twice
 the records, which is idempotent, and only where something changed:
 
 - ``stat_hours`` (a row per day and hour) and ``stat_days`` (a row per day, one partition) hold the
-  exact counts of sealed hours and days: per digit, labelled, correct.
+  exact counts of sealed hours and days: per digit, refused (not a digit), labelled, correct. Rollups
+  sealed before refusals existed have no refused count; they are read as refused = 0.
 - ``stat_marks`` (one small partition) says which hours changed since they were sealed. A live
   prediction writes a mark for its hour at most once per process and hour, concurrently with the
   record (the write path stays one round trip). A write into an hour that is not the current one (a

@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import RecordNotFound, StoreUnavailable
 from ..forklocal import ForkLocal
+from ..limits import NOT_A_DIGIT_VERDICT
 from . import retention
 from .base import (
     BUCKET_NAMES,
@@ -73,6 +74,7 @@ LABEL_LUA = """
 -- KEYS: record hash, the record's day stats hash
 -- ARGV: the new label, the answer field (digit or number), the label field, the labelled/correct prefix
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+-- A refused record has no digit field: false, which equals no label (a refusal labelled is wrong).
 local digit = redis.call('HGET', KEYS[1], ARGV[2])
 local old = redis.call('HGET', KEYS[1], ARGV[3])
 local labelled, correct = ARGV[4] .. 'labelled', ARGV[4] .. 'correct'
@@ -88,7 +90,7 @@ return 1
 
 MIGRATE_LUA = """
 -- KEYS: old digits hash, old stats hash, recent zset, stat_days zset
--- ARGV: key prefix, digit field, label field, date field
+-- ARGV: key prefix, digit field, label field, date field, the refusals' count field
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = 0
 for _, token in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
@@ -96,10 +98,10 @@ for _, token in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   local id = string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-' .. string.sub(h, 13, 16) .. '-' ..
     string.sub(h, 17, 20) .. '-' .. string.sub(h, 21, 32)
   local row = redis.call('HMGET', ARGV[1] .. 'record:' .. id, ARGV[2], ARGV[3], ARGV[4])
-  if row[1] then
+  if row[3] then
     local day = string.sub(row[3], 1, 10)
     local key = ARGV[1] .. 'stats:' .. day
-    redis.call('HINCRBY', key, row[1], 1)
+    redis.call('HINCRBY', key, row[1] or ARGV[5], 1)
     if row[2] then
       redis.call('HINCRBY', key, 'labelled', 1)
       if row[2] == row[1] then redis.call('HINCRBY', key, 'correct', 1) end
@@ -170,7 +172,7 @@ class RedisStore(RecordStore):
     def init_schema(self):
         """Nothing to create in Redis; recounts a store made before per-day counts, once."""
         keys = [self._key("digits"), self._key("stats"), self._key("recent"), self._key("stat_days")]
-        args = [self.prefix, DIGIT.name, LABEL.name, DATE.name]
+        args = [self.prefix, DIGIT.name, LABEL.name, DATE.name, NOT_A_DIGIT_VERDICT]
         migrated = self._call(lambda client, scripts: client.eval(MIGRATE_LUA, len(keys), *keys, *args))
         if migrated >= 0:
             log.info("redis: counted %d existing records into per-day stats", migrated)
@@ -237,7 +239,7 @@ class RedisStore(RecordStore):
         return self.get(record_id)
 
     def stats(self):
-        """Counts per digit, labelled and correct: the sum of the per-day counts."""
+        """Counts per digit and of refusals, labelled and correct: the sum of the per-day counts."""
 
         def fetch(client, scripts):
             days = client.zrange(self._key("stat_days"), 0, -1)

@@ -6,11 +6,16 @@ written by one writer thread per process (group commit): it takes every record w
 in one transaction, fsyncs once, and only then releases the requests, each of which answers only
 after its own record is committed.
 
-Stats: table `record_counts` (one row per predicted digit: total, labelled, correct) is kept by
-triggers on record_data in the same transaction as the change: AFTER INSERT (an `INSERT OR IGNORE` of
+Stats: table `record_counts` (one row per predicted digit and row -1 for the refusals, whose digit is
+NULL: total, labelled, correct) is kept by triggers on record_data in the same transaction as the
+change: AFTER INSERT (an `INSERT OR IGNORE` of
 an id already stored inserts nothing, so a replay counts nothing), AFTER UPDATE OF the label or the
 digit (takes the old row's share out, puts the new one's in: a label changed twice, or set to the
-same value again, stays exact) and AFTER DELETE (retention purges). stats() reads ten rows.
+same value again, stays exact) and AFTER DELETE (retention purges). stats() reads eleven rows.
+
+Upgrades: init_schema adds missing columns, replaces count triggers whose text changed, and rebuilds
+record_data once (copies it into a table of the current definition) when a column that may now be NULL
+still says NOT NULL: a file made before refusals had `result INTEGER NOT NULL`.
 
 Retention (`retention_days`): the writer thread deletes expired records (see retention.py) in
 batches of PURGE_BATCH, each its own short transaction, at most every PURGE_INTERVAL seconds, between
@@ -45,10 +50,14 @@ from .fields import (
 log = logging.getLogger(__name__)
 
 COLUMNS = column_list()
-TABLE = f"""CREATE TABLE IF NOT EXISTS record_data (
-    sort_token TEXT NOT NULL,
-    {", ".join(f"{f.name} {f.sql_type}{' PRIMARY KEY' if f is ID else ''}" for f in FIELDS)}
-)"""
+
+
+def table_ddl(name="record_data"):
+    """CREATE TABLE for the records (under another name while an old table is rebuilt)."""
+    columns = ", ".join(f"{f.name} {f.sql_type}{' PRIMARY KEY' if f is ID else ''}" for f in FIELDS)
+    return f"CREATE TABLE IF NOT EXISTS {name} (sort_token TEXT NOT NULL, {columns})"
+
+
 INDEX = "CREATE INDEX IF NOT EXISTS record_data_newest ON record_data (sort_token DESC)"
 INSERT = f"INSERT OR IGNORE INTO record_data (sort_token, {COLUMNS}) VALUES ({placeholders(len(FIELDS) + 1)})"
 D, L = DIGIT.name, LABEL.name
@@ -89,16 +98,19 @@ def _drop_share(row):
 COUNTS_TABLE = """CREATE TABLE record_counts (
     digit INTEGER PRIMARY KEY, total INTEGER NOT NULL, labelled INTEGER NOT NULL, correct INTEGER NOT NULL
 )"""
-# Dropped and made again at every start: a file made by an older version gets today's triggers.
+# The triggers by name. init_schema replaces one whose text differs (a file made by an older version).
 TRIGGERS = {
-    "record_counts_insert": f"AFTER INSERT ON record_data BEGIN {_add_share('NEW')} END",
-    "record_counts_update": f"AFTER UPDATE OF {L}, {D}, {NL} ON record_data BEGIN {_drop_share('OLD')} "
+    "record_counts_insert": f"CREATE TRIGGER record_counts_insert AFTER INSERT ON record_data BEGIN "
     f"{_add_share('NEW')} END",
-    "record_counts_delete": f"AFTER DELETE ON record_data BEGIN {_drop_share('OLD')} END",
+    "record_counts_update": f"CREATE TRIGGER record_counts_update AFTER UPDATE OF {L}, {D}, {NL} ON record_data "
+    f"BEGIN {_drop_share('OLD')} {_add_share('NEW')} END",
+    "record_counts_delete": f"CREATE TRIGGER record_counts_delete AFTER DELETE ON record_data BEGIN "
+    f"{_drop_share('OLD')} END",
 }
-# A database made before the counts existed (so before anything but digits): count what it holds, once.
+# A database made before the counts existed (so before anything but digits and refusals): count it, once.
 COUNT_EXISTING = f"""INSERT INTO record_counts (digit, total, labelled, correct)
-    SELECT {D}, COUNT(*), COUNT({L}), COALESCE(SUM({L} = {D}), 0) FROM record_data GROUP BY {D}"""
+    SELECT {_key("record_data")}, COUNT(*), COUNT({L}), COALESCE(SUM({L} = {D}), 0) FROM record_data
+    GROUP BY {_key("record_data")}"""
 # Most records one group commit writes in a transaction (bounds how long one transaction holds the lock).
 MAX_BATCH = 64
 # Tries, 0.1 s apart, while another process makes a new file WAL.
@@ -359,13 +371,47 @@ def add_missing_columns(conn, table, fields):
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {field.name} {field.sql_type}")
 
 
-def _create_schema(conn):
-    conn.execute(TABLE)
-    conn.execute(INDEX)
-    add_missing_columns(conn, "record_data", FIELDS)
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_counts'").fetchone() is None:
-        conn.execute(COUNTS_TABLE)
-        conn.execute(COUNT_EXISTING)
-    for name, body in TRIGGERS.items():
+def loosened_columns(conn, table, fields):
+    """The fields that may now be None but whose column still says NOT NULL (a file made by an older version)."""
+    strict = {row[1] for row in conn.execute(f"PRAGMA table_info({table})") if row[3]}
+    return [f for f in fields if f.nullable and f.name in strict]
+
+
+def rebuild_records_table(conn):
+    """Copy record_data into a table of the current definition and put it in its place (one transaction).
+
+    SQLite cannot drop a NOT NULL constraint in place; the copy is the documented way. It runs once, when
+    a file made before refusals (`result` NOT NULL) is opened; the counts are unchanged by it.
+    """
+    for name in TRIGGERS:  # made again by _ensure_triggers; the copy must not count anything
         conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-        conn.execute(f"CREATE TRIGGER {name} {body}")
+    conn.execute("DROP TABLE IF EXISTS record_data_rebuilt")
+    conn.execute(table_ddl("record_data_rebuilt"))
+    columns = f"sort_token, {COLUMNS}"
+    conn.execute(f"INSERT INTO record_data_rebuilt ({columns}) SELECT {columns} FROM record_data")
+    conn.execute("DROP TABLE record_data")
+    conn.execute("ALTER TABLE record_data_rebuilt RENAME TO record_data")
+
+
+def _ensure_triggers(conn):
+    for name, statement in TRIGGERS.items():
+        found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)).fetchone()
+        if found is None or found[0] != statement:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+            conn.execute(statement)
+
+
+def _create_schema(conn):
+    conn.execute(table_ddl())
+    add_missing_columns(conn, "record_data", FIELDS)
+    loosened = loosened_columns(conn, "record_data", FIELDS)
+    if loosened:
+        log.info("sqlite: rebuilding record_data so that %s may be NULL", ", ".join(f.name for f in loosened))
+        rebuild_records_table(conn)
+    conn.execute(INDEX)
+    counted = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'record_counts'").fetchone() is not None
+    if not counted:
+        conn.execute(COUNTS_TABLE)
+    _ensure_triggers(conn)
+    if not counted:
+        conn.execute(COUNT_EXISTING)

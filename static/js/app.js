@@ -12,6 +12,7 @@
   var SIZES = { digit: { width: 280, height: 280 }, number: { width: 840, height: 280 } };
   var LINE_WIDTH = 18; // CSS pixels
   var HISTORY_LIMIT = 12;
+  var REFUSAL_TEXT = "That doesn't look like a digit";
 
   var root = ($("#app").attr("data-root") || "").replace(/\/+$/, "");
   var api = {
@@ -291,6 +292,11 @@
     return api.record(record.id) + "/input";
   }
 
+  /* The model answered "not a digit": no digit (records made before refusals have no verdict). */
+  function isRefused(record) {
+    return record.verdict === "not_a_digit" || record.digit === null || record.digit === undefined;
+  }
+
   function isNumber(record) {
     return record.mode === "number";
   }
@@ -303,7 +309,7 @@
     if (record.verdict === "several_digits") {
       return record.number ? String(record.number) : "…";
     }
-    return record.digit !== null && record.digit !== undefined ? String(record.digit) : "?";
+    return isRefused(record) ? "✗" : String(record.digit);
   }
 
   function announcement(record) {
@@ -314,8 +320,8 @@
     if (record.verdict === "several_digits") {
       return "That looks like several digits" + (record.number ? " (" + record.number + ")" : "") + ".";
     }
-    if (record.digit === null || record.digit === undefined) {
-      return "That doesn't look like a digit.";
+    if (isRefused(record)) {
+      return REFUSAL_TEXT + ", " + percent(record.confidence) + " sure.";
     }
     return "Predicted " + record.digit + sure;
   }
@@ -324,22 +330,26 @@
     state.current = record;
     hideMessage();
 
-    var digit = record.digit === null || record.digit === undefined ? null : Number(record.digit);
     var several = record.verdict === "several_digits";
+    var refused = !isNumber(record) && !several && isRefused(record);
+    var digit = refused || several || isNumber(record) ? null : Number(record.digit);
+    $result.toggleClass("is-refused", refused);
     $("#result-digit")
       .text(answerText(record))
-      .attr("data-id", String(record.id))
+      .attr({ "data-id": String(record.id), "data-verdict": record.verdict || (refused ? "not_a_digit" : "digit") })
       .toggleClass("is-number", isNumber(record) || several);
     if (isNumber(record) && record.verdict !== "number") {
       $("#result-confidence").text("A part of it doesn't look like a digit");
     } else if (several) {
       $("#result-confidence").text("Several digits: not guessed as one");
-    } else if (digit === null && !isNumber(record)) {
-      $("#result-confidence").text("That doesn't look like a digit");
+    } else if (refused) {
+      $("#result-confidence").empty().append($("<strong>").text(REFUSAL_TEXT), " (" + percent(record.confidence) + " sure)");
     } else {
       $("#result-confidence").empty().append("Confidence ", $("<strong>").text(percent(record.confidence)));
     }
     $("#result-announcement").text(announcement(record));
+    $(".feedback-question").text(refused ? "Was it a digit after all? Which one?" : "Was that right?");
+    $(".feedback-or").text(refused ? "It was:" : "or it was:");
 
     // A number has no ten probabilities of its own; several digits are not guessed as one.
     var probabilities = several ? [] : record.probabilities || [];
@@ -437,7 +447,7 @@
       return;
     }
     var label = record && record.label !== null && record.label !== undefined ? Number(record.label) : null;
-    var correct = label !== null && record.digit !== null && label === Number(record.digit);
+    var correct = label !== null && !isRefused(record) && label === Number(record.digit);
     $("#confirm").attr("aria-pressed", correct ? "true" : "false");
     $("#label-buttons [data-label]").each(function () {
       var $b = $(this);
@@ -555,10 +565,14 @@
     var given = number ? record.number_label : record.label;
     var hasLabel = given !== null && given !== undefined;
     var label = hasLabel ? String(given) : null;
+    var refused = !number && record.verdict !== "several_digits" && isRefused(record);
     var right = number ? record.number : record.digit === null || record.digit === undefined ? null : String(record.digit);
     var $label = $("<span>").addClass("history-label");
     var description = announcement(record).replace(/\.$/, "");
-    if (!hasLabel) {
+    if (!hasLabel && refused) {
+      $label.addClass("is-refused").text("✗ not a digit");
+      description += ", not labelled";
+    } else if (!hasLabel) {
       $label.text(record.verdict === "several_digits" ? "several" : percent(record.confidence));
       description += ", not labelled";
     } else if (label === right) {
@@ -574,12 +588,15 @@
       .toggleClass("is-number", number || record.verdict === "several_digits")
       .append(
         $("<img>").attr({ src: inputUrl(record), height: 28, alt: "", loading: "lazy" }),
-        $("<span>").addClass("history-digit").text(answer),
+        $("<span>")
+          .addClass("history-digit")
+          .toggleClass("is-refused", refused)
+          .text(refused ? "–" : answer), // no digit; the label line says why
         $label
       )
       .data("record", record);
     return $("<li>")
-      .attr("data-id", String(record.id))
+      .attr({ "data-id": String(record.id), "data-verdict": refused ? "not_a_digit" : record.verdict || "digit" })
       .toggleClass("is-number", number || record.verdict === "several_digits")
       .append($button);
   }
@@ -634,6 +651,10 @@
         var $accuracy = $("#accuracy").empty();
         var total = stats && typeof stats.total === "number" ? stats.total : null;
         var totalText = total ? " · " + total + (total === 1 ? " prediction" : " predictions") : "";
+        if (total && stats.not_a_digit) {
+          totalText += ", " + stats.not_a_digit + " not a digit";
+        }
+        $accuracy.attr("data-refused", String((stats && stats.not_a_digit) || 0));
         if (!stats || stats.accuracy === null || stats.accuracy === undefined) {
           $accuracy.text("No labelled predictions yet" + totalText);
           $accuracy.attr("data-accuracy", "");
@@ -784,7 +805,7 @@
 
     $("#confirm").on("click", function () {
       var record = state.current;
-      if (record) {
+      if (record && (isNumber(record) ? record.verdict === "number" : !isRefused(record))) {
         saveLabel(isNumber(record) ? String(record.number) : Number(record.digit));
       }
     });

@@ -1,9 +1,12 @@
-"""Train the mnist_web digit recognizer: a small Conv2D/MaxPool/Dense CNN on MNIST.
+"""Train the mnist_web digit recognizer: a small Conv2D/MaxPool/Dense CNN on MNIST, plus "not a digit".
 
-Reads top to bottom: data, augmentation, model, training, the single final test, and the artefacts
-the service loads (model/model_mnist.json + model/model_mnist.weights.h5) with metrics and plots.
+Reads top to bottom: data (MNIST digits, their canvas drawings, and generated non-digit drawings as an
+eleventh class), augmentation, model, training, calibration on validation data (temperature and the
+refusal threshold), the single final test, and the artefacts the service loads (model/model_mnist.json +
+model/model_mnist.weights.h5 + model/calibration.json) with metrics and plots.
 
     python train_keras.py [--epochs 45] [--output model] [--data-dir ../shared/mnist] [--limit N]
+    python train_keras.py --init-from model --epochs 4   # fine-tune a trained model (README, Training runs)
 """
 
 import argparse
@@ -34,6 +37,15 @@ STROKE_CHANGE_PROBABILITY = 0.3
 CANVAS_FRACTION = 0.5
 CANVAS_COPIES = 1  # random drawings of each training digit (2 traded MNIST-test for canvas accuracy)
 CANVAS_CHUNKS = 8  # fixed, so the drawings do not depend on the number of CPUs
+# The eleventh class: drawings that are not digits (mnist_web/not_digits.py: fonts, shapes, scribbles).
+CLASSES = 11
+NEGATIVES = 30_000
+VALIDATION_NEGATIVES = 3_000
+NEGATIVE_FRACTION = 0.15  # of every batch
+# The refusal threshold refuses at most this share of the validation digits (MNIST and canvas drawings).
+MAX_DIGIT_REFUSAL = 0.0005
+# Fine-tuning (--init-from): a gentler peak learning rate, the schedule otherwise the same.
+FINE_TUNE_LEARNING_RATE = 5e-4
 
 
 def parse_args():
@@ -51,6 +63,11 @@ def parse_args():
     )
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--limit", type=int, help="train on only this many training images (quick checks)")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="start from the weights of a trained model folder (a 10-class one gains the not-a-digit class)",
+    )
     return parser.parse_args()
 
 
@@ -62,6 +79,7 @@ def main():
     import tensorflow as tf
     from keras import layers
 
+    from mnist_web.calibration import NOT_A_DIGIT, Calibration, answer_ece, fit_temperature
     from mnist_web.datasets import load_mnist
 
     keras.utils.set_random_seed(args.seed)
@@ -77,11 +95,24 @@ def main():
     y_val = y_all[val_idx]
     logging.info("drawing each of %d training digits %d times on a canvas", len(x_train), CANVAS_COPIES)
     x_canvas = render_canvas(x_all[train_idx], args.seed, CANVAS_COPIES)
-    pool_x = np.concatenate([x_train, x_canvas])[..., None]
-    pool_y = np.concatenate([y_train] * (1 + CANVAS_COPIES))
+    logging.info(
+        "drawing non-digits for training (%d in a full run) and %d for validation", NEGATIVES, VALIDATION_NEGATIVES
+    )
+    # A shorter run (--limit) draws proportionally fewer.
+    x_negative = render_negatives(NEGATIVES * len(x_train) // (len(x_all) - VALIDATION_SIZE), args.seed)
+    x_val_negative = render_negatives(VALIDATION_NEGATIVES, args.seed + 7)
+    pool_x = np.concatenate([x_train, x_canvas, x_negative])[..., None]
+    pool_y = np.concatenate([y_train] * (1 + CANVAS_COPIES) + [np.full(len(x_negative), NOT_A_DIGIT, np.uint8)])
     steps_per_epoch = len(x_train) // BATCH_SIZE
-    # Each sample is an original digit or one of its canvas drawings, in CANVAS_FRACTION proportion.
-    weights = np.concatenate([np.full(len(x_train), 1 - CANVAS_FRACTION), np.full(len(x_canvas), CANVAS_FRACTION)])
+    # Each sample is an original digit or one of its canvas drawings, in CANVAS_FRACTION proportion, or,
+    # NEGATIVE_FRACTION of the time, a drawing that is not a digit.
+    weights = np.concatenate(
+        [
+            np.full(len(x_train), (1 - CANVAS_FRACTION) * (1 - NEGATIVE_FRACTION) / len(x_train)),
+            np.full(len(x_canvas), CANVAS_FRACTION * (1 - NEGATIVE_FRACTION) / len(x_canvas)),
+            np.full(len(x_negative), NEGATIVE_FRACTION / len(x_negative)),
+        ]
+    )
     sample_prob = weights / weights.sum()
 
     # --- Augmentation (tf.data, outside the model, so the saved model is plain layers) ---
@@ -104,7 +135,7 @@ def main():
 
     def augment(images, labels):
         images = tf.clip_by_value(change_stroke(geometric(images, training=True)), 0.0, 1.0)
-        return images, tf.one_hot(labels, 10)
+        return images, tf.one_hot(labels, CLASSES)
 
     def epoch_batches():
         rng = np.random.default_rng(args.seed)
@@ -122,7 +153,9 @@ def main():
         .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    val_ds = tf.data.Dataset.from_tensor_slices((x_val[..., None], tf.one_hot(y_val, 10))).batch(1024)
+    val_x = np.concatenate([x_val, x_val_negative])[..., None]
+    val_y = np.concatenate([y_val, np.full(len(x_val_negative), NOT_A_DIGIT, np.uint8)])
+    val_ds = tf.data.Dataset.from_tensor_slices((val_x, tf.one_hot(val_y, CLASSES))).batch(1024)
 
     # --- Model: Conv/Conv/MaxPool twice, then Dense. The classic Conv 32@5x5 / pool / Conv 64@5x5 / pool
     # was the start; two 3x3 convolutions in place of each 5x5 see as far with fewer multiplications and one
@@ -141,12 +174,15 @@ def main():
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
     x = layers.Dropout(DROPOUT)(x)
-    outputs = layers.Dense(10, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(CLASSES, activation="softmax", name="probabilities")(x)
     model = keras.Model(inputs, outputs, name="mnist_cnn")
     model.summary()
+    if args.init_from:
+        start_from(model, args.init_from)
 
+    peak = FINE_TUNE_LEARNING_RATE if args.init_from else PEAK_LEARNING_RATE
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=args.epochs * steps_per_epoch, warmup_target=PEAK_LEARNING_RATE, warmup_steps=steps_per_epoch
+        0.0, decay_steps=args.epochs * steps_per_epoch, warmup_target=peak, warmup_steps=steps_per_epoch
     )
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
@@ -161,24 +197,58 @@ def main():
         train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds, verbose=1
     )
     training_seconds = time.time() - started
-    # Canvas drawings of the validation digits: the figure to choose between runs by, never the test set.
+    # --- Calibration, on validation data only: MNIST digits, their canvas drawings, non-digits ---
+    # The canvas drawings of the validation digits are also the figure to choose between runs by.
     x_val_canvas = render_canvas(x_all[val_idx], args.seed + 1, copies=1)
-    val_canvas_predicted = model.predict(x_val_canvas[..., None], batch_size=1024, verbose=0).argmax(axis=1)
-    validation_canvas_accuracy = float((val_canvas_predicted == y_val).mean())
-    logging.info("validation canvas accuracy %.4f", validation_canvas_accuracy)
+    raw = {
+        name: model.predict(x[..., None], batch_size=1024, verbose=0)
+        for name, x in (("mnist", x_val), ("canvas", x_val_canvas), ("negatives", x_val_negative))
+    }
+    labels = {"mnist": y_val, "canvas": y_val, "negatives": np.full(len(x_val_negative), NOT_A_DIGIT)}
+    all_raw = np.concatenate(list(raw.values()))
+    all_labels = np.concatenate(list(labels.values()))
+    temperature = fit_temperature(all_raw, all_labels)
+    # Refuse where P(not a digit) is at least the value only MAX_DIGIT_REFUSAL of validation digits reach.
+    digit_rest = Calibration(temperature).apply(np.concatenate([raw["mnist"], raw["canvas"]]))[:, NOT_A_DIGIT]
+    refuse_at = float(min(0.5, np.quantile(digit_rest, 1 - MAX_DIGIT_REFUSAL) + 1e-6))
+    calibration = Calibration(temperature, refuse_at)
+    validation = {}
+    for name, probabilities in raw.items():
+        answers = calibration.answers(calibration.apply(probabilities))
+        answers = np.where(answers < 0, NOT_A_DIGIT, answers)
+        validation[name] = {
+            "accuracy": float((answers == labels[name]).mean()),
+            "refused": float((answers == NOT_A_DIGIT).mean()),
+        }
+    validation["ece_before"] = answer_ece(Calibration(1.0, refuse_at), all_raw, all_labels)
+    validation["ece_after"] = answer_ece(calibration, all_raw, all_labels)
+    validation_canvas_accuracy = validation["canvas"]["accuracy"]
+    logging.info(
+        "temperature %.3f, refuse at P(not a digit) >= %.4f; validation %s", temperature, refuse_at, validation
+    )
 
-    # --- The test set, used once ---
+    # --- The test set, used once (a refusal counts as wrong) ---
     probabilities = model.predict(x_test.astype("float32")[..., None] / 255.0, batch_size=1024, verbose=0)
-    predicted = probabilities.argmax(axis=1)
-    confusion = np.zeros((10, 10), int)
+    predicted = calibration.answers(calibration.apply(probabilities))
+    predicted = np.where(predicted < 0, NOT_A_DIGIT, predicted)
+    confusion = np.zeros((10, CLASSES), int)
     np.add.at(confusion, (y_test, predicted), 1)
     test_accuracy = float((predicted == y_test).mean())
-    logging.info("test accuracy %.4f (%d errors of %d)", test_accuracy, int((predicted != y_test).sum()), len(y_test))
+    test_ece = {"before": answer_ece(Calibration(1.0, refuse_at), probabilities, y_test)}
+    test_ece["after"] = answer_ece(calibration, probabilities, y_test)
+    logging.info(
+        "test accuracy %.4f (%d errors of %d), ECE %s",
+        test_accuracy,
+        int((predicted != y_test).sum()),
+        len(y_test),
+        test_ece,
+    )
 
     # --- Artefacts ---
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "model_mnist.json").write_text(model.to_json(indent=1))
     model.save_weights(args.output / "model_mnist.weights.h5")
+    calibration.save(args.output, validation=validation)
     metrics = {
         "test_accuracy": test_accuracy,
         "test_errors": int((predicted != y_test).sum()),
@@ -186,6 +256,10 @@ def main():
         "confusion_matrix": confusion.tolist(),
         "validation_accuracy": float(history.history["val_accuracy"][-1]),
         "validation_canvas_accuracy": validation_canvas_accuracy,
+        "test_refused": int((predicted == NOT_A_DIGIT).sum()),
+        "test_ece": test_ece,
+        "calibration": {"temperature": temperature, "refuse_at": refuse_at, "validation": validation},
+        "initialised_from": str(args.init_from) if args.init_from else None,
         "epochs": args.epochs,
         "seed": args.seed,
         "training_seconds": round(training_seconds, 1),
@@ -223,6 +297,38 @@ def render_canvas(images, seed, copies):
         return np.concatenate(pool.starmap(canvas_model_inputs, jobs))
 
 
+def render_negatives(count, seed):
+    """`count` non-digit drawings preprocessed as the service would, drawn on all CPUs."""
+    import multiprocessing
+
+    from mnist_web.not_digits import training_model_inputs
+
+    sizes = [len(c) for c in np.array_split(np.arange(count), CANVAS_CHUNKS)]
+    jobs = [(size, seed * 1000 + number) for number, size in enumerate(sizes)]
+    with multiprocessing.get_context("spawn").Pool() as pool:
+        return np.concatenate(pool.starmap(training_model_inputs, jobs))
+
+
+def start_from(model, folder):
+    """Load a trained model's weights into `model`; a 10-class head fills the first ten of the new outputs."""
+    import keras
+
+    from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS
+
+    trained = keras.models.model_from_json((Path(folder) / MODEL_JSON).read_text())
+    trained.load_weights(Path(folder) / MODEL_WEIGHTS)
+    for new, old in zip(model.layers, trained.layers, strict=True):
+        weights = old.get_weights()
+        if [w.shape for w in weights] == [w.shape for w in new.get_weights()]:
+            new.set_weights(weights)
+            continue
+        kernel, bias = new.get_weights()  # the output layer: keep the new class's fresh weights
+        kernel[:, : weights[0].shape[1]] = weights[0]
+        bias[: weights[1].shape[0]] = weights[1]
+        new.set_weights([kernel, bias])
+    logging.info("started from the weights of %s", folder)
+
+
 def save_plots(history, confusion, output):
     """Write learning-curves.png and confusion-matrix.png."""
     import matplotlib
@@ -248,7 +354,8 @@ def save_plots(history, confusion, output):
     ax.imshow(np.log1p(confusion), cmap="Blues")
     for (row, col), count in np.ndenumerate(confusion):
         ax.text(col, row, count, ha="center", va="center", fontsize=7, color="black" if row != col else "white")
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title="MNIST test confusion matrix")
+    ax.set(xticks=range(confusion.shape[1]), yticks=range(10), xlabel="predicted (10: not a digit)", ylabel="true")
+    ax.set_title("MNIST test confusion matrix")
     fig.tight_layout()
     fig.savefig(output / "confusion-matrix.png", dpi=100)
 

@@ -40,22 +40,38 @@ def predict_command(files):
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--limit", type=int, default=None, help="Use only the first N test digits for the canvas set.")
 @click.option("--numbers", type=int, default=0, help="Also read N canvas numbers and N paper photos.")
-def evaluate_command(data_dir, limit, numbers):
-    """Print MNIST-test accuracy, canvas-set accuracy, number accuracy (--numbers) and single-image latency."""
+@click.option("--not-digits", type=int, default=2000, show_default=True, help="Freehand non-digit drawings to refuse.")
+def evaluate_command(data_dir, limit, numbers, not_digits):
+    """Print accuracies (a refusal counts as wrong), refusal rates, calibration error, numbers and latency."""
     from .evaluation import (
+        calibration_errors,
         canvas_accuracy,
         canvas_number_accuracy,
+        digit_refusals,
         mnist_test_accuracy,
+        not_digit_refusals,
         photo_number_accuracy,
         single_image_latency,
     )
 
     recognizer = _recognizer()
-    click.echo(f"model {recognizer.version}")
+    calibration = recognizer.calibration
+    click.echo(
+        f"model {recognizer.version} (temperature {calibration.temperature:.3f}, "
+        f"refuses at P(not a digit) >= {calibration.refuse_at:.4f})"
+    )
     mnist = mnist_test_accuracy(recognizer, data_dir)
-    click.echo(f"MNIST test accuracy: {mnist:.2%} (10,000 images)")
-    canvas, refused = canvas_accuracy(recognizer, data_dir, limit)
-    click.echo(f"canvas-set accuracy: {canvas:.2%} ({limit or 10000} drawings, {refused} refused)")
+    click.echo(f"MNIST test accuracy: {mnist:.2%} (10,000 images; a refusal counts as wrong)")
+    canvas, unread = canvas_accuracy(recognizer, data_dir, limit)
+    click.echo(f"canvas-set accuracy: {canvas:.2%} ({limit or 10000} drawings, {unread} without a digit found)")
+    wrongly = digit_refusals(recognizer, data_dir, limit)
+    click.echo(f"digits wrongly refused: MNIST test {wrongly['mnist']:.2%}, canvas set {wrongly['canvas']:.2%}")
+    if not_digits:
+        share, by_kind = not_digit_refusals(recognizer, not_digits)
+        worst = ", ".join(f"{kind} {rate:.0%}" for kind, rate in sorted(by_kind.items(), key=lambda kv: kv[1])[:5])
+        click.echo(f"non-digit drawings refused: {share:.2%} ({not_digits} freehand drawings; least refused: {worst})")
+    for name, (before, after) in calibration_errors(recognizer, data_dir, limit).items():
+        click.echo(f"calibration error (ECE) on the {name} set: {before:.2%} before, {after:.2%} after")
     for name, measure in (("canvas numbers", canvas_number_accuracy), ("paper photos", photo_number_accuracy)):
         if numbers:
             exact, per_digit, _ = measure(recognizer, numbers, data_dir)

@@ -1,12 +1,15 @@
-"""Accuracy on the MNIST test set, the canvas-like set, canvas numbers and paper photos; latency."""
+"""Accuracy on the MNIST test set, the canvas-like set, non-digit drawings, canvas numbers and paper photos;
+calibration error; latency. Every accuracy counts a refusal ("not a digit") as wrong."""
 
 import time
 
 import numpy as np
 
+from .calibration import Calibration, answer_ece
 from .canvas import canvas_set
 from .datasets import load_mnist
 from .errors import MnistWebError, NoDigitFound
+from .not_digits import evaluation_drawings
 from .numbers import canvas_numbers, paper_photos
 from .preprocessing import image_ink, preprocess
 from .segmentation import holds_several_digits, read_digits
@@ -14,6 +17,7 @@ from .segmentation import holds_several_digits, read_digits
 CANVAS_SEED = 20261121
 NUMBERS_SEED = 20261127
 PHOTOS_SEED = 20261128
+NOT_DIGITS_SEED = 20261129
 
 
 def mnist_test_accuracy(recognizer, data_dir=None):
@@ -23,8 +27,8 @@ def mnist_test_accuracy(recognizer, data_dir=None):
     return float((answers == labels).mean())  # a refusal (-1) counts as wrong
 
 
-def canvas_accuracy(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
-    """Accuracy through the whole service path (PNG decode, preprocessing, model) on canvas drawings."""
+def canvas_inputs(data_dir=None, limit=None, seed=CANVAS_SEED):
+    """(model inputs, labels, accepted) of the canvas set: MNIST test digits drawn on a canvas, preprocessed."""
     _, (images, labels) = load_mnist(data_dir)
     images, labels = images[:limit], labels[:limit]
     inputs = np.zeros((len(images), 28, 28), np.float32)
@@ -33,10 +37,64 @@ def canvas_accuracy(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
         try:
             inputs[i] = preprocess(png)
         except MnistWebError:
-            accepted[i] = False  # a refused drawing counts as a miss
+            accepted[i] = False  # a drawing the service refuses to read counts as a miss
+    return inputs, labels, accepted
+
+
+def canvas_accuracy(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
+    """(accuracy, drawings not read) through the whole service path (PNG decode, preprocessing, model)."""
+    inputs, labels, accepted = canvas_inputs(data_dir, limit, seed)
     predicted = recognizer.calibration.answers(recognizer.classify_batch(inputs))
     correct = int(((predicted == labels) & accepted).sum())
     return correct / len(labels), int((~accepted).sum())
+
+
+def digit_refusals(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
+    """{set: share of its digits answered "not a digit"} for the MNIST test set and the canvas set."""
+    _, (images, _) = load_mnist(data_dir)
+    inputs, _, accepted = canvas_inputs(data_dir, limit, seed)
+    found = {}
+    for name, batch in (("mnist", images.astype(np.float32) / 255.0), ("canvas", inputs[accepted])):
+        found[name] = float(recognizer.calibration.refused(recognizer.classify_batch(batch)).mean())
+    return found
+
+
+def not_digit_inputs(count, seed=NOT_DIGITS_SEED):
+    """(model inputs, kinds, read) of `count` freehand non-digit drawings; read is False where no ink was found."""
+    inputs = np.zeros((count, 28, 28), np.float32)
+    kinds, read = [], np.ones(count, bool)
+    for i, (png, kind) in enumerate(evaluation_drawings(count, seed)):
+        kinds.append(kind)
+        try:
+            inputs[i] = preprocess(png)
+        except MnistWebError:
+            read[i] = False  # refused before the model: as good as a refusal
+    return inputs, kinds, read
+
+
+def not_digit_refusals(recognizer, count, seed=NOT_DIGITS_SEED):
+    """(share refused, {kind: share refused}) over `count` freehand drawings that are not digits."""
+    inputs, kinds, read = not_digit_inputs(count, seed)
+    refused = recognizer.calibration.refused(recognizer.classify_batch(inputs)) | ~read
+    by_kind = {}
+    for kind, was_refused in zip(kinds, refused, strict=True):
+        by_kind.setdefault(kind, []).append(was_refused)
+    return float(refused.mean()), {kind: float(np.mean(v)) for kind, v in by_kind.items()}
+
+
+def calibration_errors(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
+    """{set: (ECE before, ECE after)} of the answers' confidence: temperature 1 against the fitted one."""
+    _, (images, labels) = load_mnist(data_dir)
+    inputs, canvas_labels, accepted = canvas_inputs(data_dir, limit, seed)
+    uncalibrated = Calibration(1.0, recognizer.calibration.refuse_at)
+    found = {}
+    for name, batch, truth in (
+        ("mnist", images.astype(np.float32) / 255.0, labels),
+        ("canvas", inputs[accepted], canvas_labels[accepted]),
+    ):
+        raw = recognizer.predict_batch(batch)
+        found[name] = (answer_ece(uncalibrated, raw, truth), answer_ece(recognizer.calibration, raw, truth))
+    return found
 
 
 def single_image_latency(recognizer, image, runs=1000):

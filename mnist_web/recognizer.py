@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import DIGIT_CLASSES, NOT_A_DIGIT, Calibration
 from .config import Config
 from .folding import folded_forward
 from .limits import VERDICTS
@@ -24,48 +25,6 @@ log = logging.getLogger(__name__)
 
 MODEL_JSON = "model_mnist.json"
 MODEL_WEIGHTS = "model_mnist.weights.h5"
-# Temperature and refusal threshold fitted on validation data by train_keras.py (absent: T=1, never refuse).
-CALIBRATION = "calibration.json"
-# The model's classes: the ten digits, then (in an 11-output model) "not a digit".
-DIGIT_CLASSES = 10
-NOT_A_DIGIT = DIGIT_CLASSES
-
-
-@dataclasses.dataclass(frozen=True)
-class Calibration:
-    """How raw model outputs become the probabilities the service reports, and when it refuses."""
-
-    temperature: float = 1.0
-    refuse_at: float = 1.0  # refuse when P(not a digit) reaches this (1.0 with a 10-class model: never)
-
-    @classmethod
-    def load(cls, model_dir):
-        """The model folder's calibration.json, or the identity where there is none."""
-        path = Path(model_dir) / CALIBRATION
-        if not path.exists():
-            return cls()
-        found = json.loads(path.read_text())
-        return cls(float(found["temperature"]), float(found["refuse_at"]))
-
-    def apply(self, raw):
-        """(n, 11) calibrated probabilities (ten digits, then not-a-digit) from (n, 10|11) softmax outputs."""
-        raw = np.asarray(raw, np.float64)
-        logits = np.log(np.maximum(raw, 1e-12)) / self.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        scaled = np.exp(logits)
-        scaled /= scaled.sum(axis=1, keepdims=True)
-        if scaled.shape[1] == DIGIT_CLASSES:
-            scaled = np.concatenate([scaled, np.zeros((len(scaled), 1))], axis=1)
-        return scaled.astype(np.float32)
-
-    def refused(self, calibrated):
-        """Boolean (n,): which calibrated rows are answered "not a digit"."""
-        calibrated = np.asarray(calibrated)
-        return calibrated[:, NOT_A_DIGIT] >= self.refuse_at
-
-    def answers(self, calibrated):
-        """(n,) digits, -1 where refused."""
-        return np.where(self.refused(calibrated), -1, calibrated[:, :DIGIT_CLASSES].argmax(axis=1))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,9 +13,9 @@ import dataclasses
 import cv2
 import numpy as np
 
+from .calibration import DIGIT_CLASSES
 from .errors import NoDigitFound
 from .preprocessing import normalize_ink, stroke_components
-from .recognizer import DIGIT_CLASSES
 
 # Pieces smaller than this fraction of the writing's height (both ways) are specks or fragments.
 SPECK = 0.2

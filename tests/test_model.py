@@ -1,4 +1,5 @@
-"""The committed model: loads from JSON + weights and meets both accuracy targets."""
+"""The committed model: loads from JSON + weights, meets the accuracy targets counting refusals as wrong,
+refuses drawings that are not digits, and says confidences that mean what they say."""
 
 import json
 from pathlib import Path
@@ -6,11 +7,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mnist_web.evaluation import canvas_accuracy, mnist_test_accuracy
+from mnist_web.evaluation import (
+    calibration_errors,
+    canvas_accuracy,
+    digit_refusals,
+    mnist_test_accuracy,
+    not_digit_refusals,
+)
 from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS
 
 MNIST_TARGET = 0.996
-CANVAS_TARGET = 0.993
+CANVAS_TARGET = 0.995
+NOT_DIGITS_REFUSED_TARGET = 0.95
+ECE_TARGET = 0.01
 
 
 def test_model_loads_from_json_and_weights(app_config_model_dir):
@@ -19,22 +28,36 @@ def test_model_loads_from_json_and_weights(app_config_model_dir):
     model.load_weights(model_dir / MODEL_WEIGHTS)
     kinds = {type(layer).__name__ for layer in model.layers}
     assert {"Conv2D", "MaxPooling2D", "Dense"} <= kinds
-    assert model.output_shape == (None, 10)
+    assert model.output_shape == (None, 11)  # ten digits, then "not a digit"
 
 
 def test_recognizer_probabilities_are_a_distribution(recognizer, mnist_test):
     prediction = recognizer.predict(mnist_test[0][0] / 255.0)
+    assert prediction.verdict == "digit"
     assert len(prediction.probabilities) == 10
-    assert abs(sum(prediction.probabilities) - 1.0) < 1e-4
+    assert abs(sum(prediction.probabilities) + prediction.not_a_digit - 1.0) < 1e-4
     assert prediction.confidence == max(prediction.probabilities)
     assert prediction.digit == int(np.argmax(prediction.probabilities))
 
 
 def test_single_and_batched_paths_agree(recognizer, mnist_test):
     images = mnist_test[0][:64] / 255.0
-    batch = recognizer.predict_batch(images)
-    singles = np.array([recognizer.predict(image).probabilities for image in images])
+    batch = recognizer.classify_batch(images)
+    singles = np.array(
+        [(*recognizer.predict(image).probabilities, recognizer.predict(image).not_a_digit) for image in images]
+    )
     assert np.allclose(batch, singles, atol=1e-4)
+
+
+def test_a_drawing_that_is_no_digit_is_refused_with_its_probability(recognizer):
+    from mnist_web.evaluation import not_digit_inputs
+
+    inputs, kinds, _ = not_digit_inputs(80)
+    refused = [recognizer.predict(image) for image in inputs if recognizer.predict(image).digit is None]
+    assert len(refused) >= 0.9 * len(inputs)
+    for prediction in refused:
+        assert prediction.verdict == "not_a_digit"
+        assert prediction.confidence == prediction.not_a_digit >= recognizer.calibration.refuse_at
 
 
 def test_mnist_test_accuracy(recognizer, app_config_model_dir):
@@ -45,6 +68,18 @@ def test_mnist_test_accuracy(recognizer, app_config_model_dir):
 
 
 def test_canvas_set_accuracy(recognizer):
-    accuracy, refused = canvas_accuracy(recognizer)
-    assert refused == 0
+    accuracy, unread = canvas_accuracy(recognizer)  # a refusal counts as wrong
+    assert unread == 0
     assert accuracy >= CANVAS_TARGET
+
+
+def test_few_digits_are_refused_and_most_non_digits_are(recognizer):
+    wrongly = digit_refusals(recognizer)
+    assert wrongly["mnist"] <= 0.002 and wrongly["canvas"] <= 0.002
+    share, by_kind = not_digit_refusals(recognizer, 1000)
+    assert share >= NOT_DIGITS_REFUSED_TARGET, by_kind
+
+
+def test_confidence_is_calibrated(recognizer):
+    for name, (before, after) in calibration_errors(recognizer).items():
+        assert after <= ECE_TARGET, (name, before, after)

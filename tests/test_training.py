@@ -42,5 +42,9 @@ def test_short_training_run_writes_a_loadable_model_metrics_and_plots(tmp_path):
     assert 0 < metrics["validation_accuracy"] <= 1 and 0 < metrics["validation_canvas_accuracy"] <= 1
     assert metrics["training_seconds"] > 0
     assert {"python", "tensorflow", "keras", "numpy"} <= set(metrics["versions"])
+    calibration = json.loads((output / "calibration.json").read_text())
+    assert 0.05 < calibration["temperature"] < 20 and 0 < calibration["refuse_at"] <= 0.5
+    assert recognizer.classes == 11 and recognizer.calibration.refuse_at == calibration["refuse_at"]
+    assert metrics["test_refused"] == sum(row[10] for row in confusion)
     for plot in ("learning-curves.png", "confusion-matrix.png"):
         assert image_format((output / plot).read_bytes()) == "png"

@@ -42,10 +42,11 @@ CLASSES = 11
 NEGATIVES = 30_000
 VALIDATION_NEGATIVES = 3_000
 NEGATIVE_FRACTION = 0.15  # of every batch
-# The refusal threshold refuses at most this share of the validation digits (MNIST and canvas drawings).
+# The refusal threshold refuses at most this share of the validation digits (MNIST and canvas drawings),
+# and never less than an even chance of not being a digit.
 MAX_DIGIT_REFUSAL = 0.0005
 # Fine-tuning (--init-from): a gentler peak learning rate, the schedule otherwise the same.
-FINE_TUNE_LEARNING_RATE = 5e-4
+FINE_TUNE_LEARNING_RATE = 3e-4
 
 
 def parse_args():
@@ -210,7 +211,7 @@ def main():
     temperature = fit_temperature(all_raw, all_labels)
     # Refuse where P(not a digit) is at least the value only MAX_DIGIT_REFUSAL of validation digits reach.
     digit_rest = Calibration(temperature).apply(np.concatenate([raw["mnist"], raw["canvas"]]))[:, NOT_A_DIGIT]
-    refuse_at = float(min(0.5, np.quantile(digit_rest, 1 - MAX_DIGIT_REFUSAL) + 1e-6))
+    refuse_at = float(max(0.5, np.quantile(digit_rest, 1 - MAX_DIGIT_REFUSAL) + 1e-6))
     calibration = Calibration(temperature, refuse_at)
     validation = {}
     for name, probabilities in raw.items():

@@ -32,6 +32,8 @@ HERSHEY_FONTS = (
 TRUETYPE_FONTS = "/usr/share/fonts/truetype/dejavu/*.ttf"
 # Pen widths on the 280-pixel canvas: the page draws with 18 px; fingers and other pages differ.
 PEN_WIDTHS = (6, 30)
+# Share of training drawings bent by a smooth random displacement, as a hand bends a font's perfect lines.
+HAND_WOBBLE_SHARE = 0.6
 
 
 # ---- shared drawing helpers -----------------------------------------------------------------------
@@ -268,7 +270,23 @@ def training_drawing(rng, fonts=None):
         "zigzag_or_spiral": _zigzag_or_spiral,
         "composition": _composition,
     }[kind]
-    return _place(draw(rng).astype(np.float32) / 255.0, rng)
+    ink = draw(rng).astype(np.float32) / 255.0
+    if rng.random() < HAND_WOBBLE_SHARE:
+        ink = _hand_wobble(ink, rng)
+    return _place(ink, rng)
+
+
+def _hand_wobble(ink, rng):
+    """Bend a perfect drawing the way a hand bends it: a smooth random displacement of a few percent."""
+    height, width = ink.shape
+    strength = rng.uniform(0.01, 0.04) * max(height, width)
+    smooth = max(height, width) / rng.uniform(4, 10)
+    field = [
+        cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), smooth) for _ in range(2)
+    ]
+    field = [f * strength / max(float(np.abs(f).max()), 1e-6) for f in field]
+    rows, cols = np.indices((height, width), np.float32)
+    return cv2.remap(ink, cols + field[0], rows + field[1], cv2.INTER_LINEAR)
 
 
 def training_model_inputs(count, seed):

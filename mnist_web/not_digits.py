@@ -280,11 +280,9 @@ def _hand_wobble(ink, rng):
     """Bend a perfect drawing the way a hand bends it: a smooth random displacement of a few percent."""
     height, width = ink.shape
     strength = rng.uniform(0.01, 0.04) * max(height, width)
-    smooth = max(height, width) / rng.uniform(4, 10)
-    field = [
-        cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), smooth) for _ in range(2)
-    ]
-    field = [f * strength / max(float(np.abs(f).max()), 1e-6) for f in field]
+    knots = int(rng.integers(3, 7))  # a coarse random grid, smoothly enlarged: bends a few times per drawing
+    field = [cv2.resize(rng.uniform(-strength, strength, (knots, knots)).astype(np.float32), (width, height),
+                        interpolation=cv2.INTER_CUBIC) for _ in range(2)]  # fmt: skip
     rows, cols = np.indices((height, width), np.float32)
     return cv2.remap(ink, cols + field[0], rows + field[1], cv2.INTER_LINEAR)
 

@@ -5,7 +5,9 @@
 
 Both sets are generated from the MNIST test digits with fixed seeds (mnist_web/numbers.py). The time is
 in process, for a 6-digit canvas number already decoded to ink: segmentation and the model calls, p50
-(and from the PNG bytes). --singles counts how often the several-digits verdict fires on single digits.
+(and from the PNG bytes), timed in turns with a single canvas digit's predict (and its whole path) so that
+the ratio holds on a machine of any speed or load. --singles counts how often the several-digits verdict
+fires on single digits.
 """
 
 import argparse
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from mnist_web.canvas import canvas_set  # noqa: E402
 from mnist_web.config import Config  # noqa: E402
 from mnist_web.datasets import load_mnist  # noqa: E402
 from mnist_web.evaluation import (  # noqa: E402
@@ -28,7 +31,7 @@ from mnist_web.evaluation import (  # noqa: E402
     several_digits_false_fires,
 )
 from mnist_web.numbers import canvas_numbers  # noqa: E402
-from mnist_web.preprocessing import image_ink  # noqa: E402
+from mnist_web.preprocessing import image_ink, preprocess  # noqa: E402
 from mnist_web.recognizer import get_recognizer  # noqa: E402
 from mnist_web.segmentation import read_digits  # noqa: E402
 
@@ -36,13 +39,19 @@ TARGETS = {"canvas": 0.98, "photos": 0.95, "six_digit_ms": 20.0}
 
 
 def six_digit_times(recognizer, runs):
-    """(p50 ms of segmentation + model, p50 ms of the whole path from PNG bytes) over 6-digit canvas numbers."""
+    """p50 ms of a 6-digit canvas number and of a single canvas digit, timed in turns (so under the same load).
+
+    {"segment": segmentation + model, "number": the whole path from PNG bytes, "model": one recognizer.predict,
+    "single": a single digit from PNG bytes (preprocess + predict)}.
+    """
     _, (images, labels) = load_mnist()
     numbers = list(canvas_numbers(images, labels, 20, seed=99, lengths=(6, 6)))
+    singles = [png for png, _ in canvas_set(images[:20], labels[:20], seed=99)]
     inks = [image_ink(png)[0] for png, _ in numbers]
-    for ink in inks[:5]:
+    for ink, png in zip(inks[:5], singles[:5], strict=True):
         read_digits(ink, recognizer)  # warm-up
-    segment, whole = [], []
+        recognizer.predict(preprocess(png))
+    times = {"segment": [], "number": [], "model": [], "single": []}
     for i in range(runs):
         png, _ = numbers[i % len(numbers)]
         started = time.perf_counter()
@@ -50,9 +59,16 @@ def six_digit_times(recognizer, runs):
         middle = time.perf_counter()
         read_digits(ink, recognizer)
         ended = time.perf_counter()
-        segment.append(ended - middle)
-        whole.append(ended - started)
-    return float(np.median(segment) * 1e3), float(np.median(whole) * 1e3)
+        times["segment"].append(ended - middle)
+        times["number"].append(ended - started)
+        started = time.perf_counter()
+        model_input = preprocess(singles[i % len(singles)])
+        middle = time.perf_counter()
+        recognizer.predict(model_input)
+        ended = time.perf_counter()
+        times["model"].append(ended - middle)
+        times["single"].append(ended - started)
+    return {name: float(np.median(values) * 1e3) for name, values in times.items()}
 
 
 def main():
@@ -80,10 +96,12 @@ def main():
         fires, drawings = several_digits_false_fires(recognizer, args.singles)
         print(f"several-digits verdict on single canvas digits: {fires} of {drawings} ({fires / drawings:.2%})")
     if args.runs:
-        segment, whole = six_digit_times(recognizer, args.runs)
+        ms = six_digit_times(recognizer, args.runs)
         print(
-            f"6-digit canvas number, p50: {segment:.1f} ms segmentation + model, {whole:.1f} ms from PNG bytes "
-            f"(target {TARGETS['six_digit_ms']:.0f} ms)"
+            f"6-digit canvas number, p50: {ms['segment']:.1f} ms segmentation + model, {ms['number']:.1f} ms from PNG "
+            f"bytes (target {TARGETS['six_digit_ms']:.0f} ms); single canvas digit: {ms['model']:.2f} ms predict, "
+            f"{ms['single']:.2f} ms from PNG bytes; ratios {ms['segment'] / ms['model']:.1f}x the predict, "
+            f"{ms['number'] / ms['single']:.1f}x from PNG bytes"
         )
 
 

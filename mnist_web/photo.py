@@ -3,7 +3,9 @@
 A canvas drawing has one flat page colour, which extract_ink reads off the border. A photographed page
 darkens towards a shadow, varies with the light and has grain stronger than the canvas noise floor, so
 here the page is estimated everywhere, divided out, and the strokes are told from the grain by a
-threshold set on the image's own statistics.
+threshold set on the image's own statistics, with hysteresis: fainter ink that runs on from a stroke
+(a fine or light pen beside a bold one, a blurred edge) is kept, and each stroke is scaled by its own
+darkness.
 """
 
 import cv2
@@ -18,6 +20,12 @@ UNEVEN_LIGHT = 0.04
 GRAIN = 0.006
 # Components smaller than this fraction of the largest stroke component are grain or dust.
 SPECK_FRACTION = 0.01
+# Fainter ink (a thin or light stroke beside bold ones) is kept where it runs on from a stroke: above
+# this many grain spreads, or this share of the stroke threshold.
+WEAK_SPREADS = 3.5
+WEAK_SHARE = 0.4
+# A stroke's core: this share of its own darkest contrast reads as full ink.
+CORE = 0.8
 
 
 def _page(gray):
@@ -53,17 +61,26 @@ def photo_ink(gray):
     spread = 1.4826 * float(np.median(np.abs(contrast - centre)))
     otsu, _ = cv2.threshold(np.round(contrast * 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     threshold = max(otsu / 255.0, centre + 6.0 * spread, 0.08)
-    strokes = contrast > threshold
-    if not strokes.any():
+    strong = contrast > threshold
+    if not strong.any():
         return np.zeros_like(contrast)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(strokes.astype(np.uint8), connectivity=8)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.concatenate([[False], areas >= max(3, SPECK_FRACTION * areas.max())])
-    strokes = keep[labels]
-    # Scale so the stroke cores read 1, like a canvas pen; the soft edge below the threshold fades out.
-    peak = float(np.percentile(contrast[strokes], 75)) if strokes.any() else 1.0
-    floor = 0.5 * threshold
-    ink = np.clip((contrast - floor) / max(peak - floor, 1e-3), 0.0, 1.0)
-    near = cv2.dilate(strokes.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    ink[~near] = 0.0
+    # Hysteresis: Otsu's threshold is set by the boldest strokes; a thin or light one (a 0 drawn finely
+    # beside a bold 5) may reach it only in places, so keep the fainter ink connected to those places.
+    weak = contrast > max(centre + WEAK_SPREADS * spread, WEAK_SHARE * threshold)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(weak.astype(np.uint8), connectivity=8)
+    seeded = np.zeros(count, bool)
+    seeded[labels[strong]] = True
+    seeded[0] = False
+    areas = stats[:, cv2.CC_STAT_AREA]
+    keep = seeded & (areas >= max(3, SPECK_FRACTION * areas[seeded].max()))
+    labels[~keep[labels]] = 0
+    strokes = labels > 0
+    # Each stroke's core reads 1, like a canvas pen, however dark its own ink; the soft edge fades out.
+    darkest = np.zeros(count, np.float32)
+    np.maximum.at(darkest, labels[strokes], contrast[strokes])
+    floor = 0.5 * WEAK_SHARE * threshold
+    near = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+    peak = np.maximum(CORE * darkest[near], floor + 1e-3)
+    ink = np.clip((contrast - floor) / (peak - floor), 0.0, 1.0)
+    ink[near == 0] = 0.0
     return ink.astype(np.float32)

@@ -298,9 +298,13 @@ def _stroke_width(ink):
     return 2.0 * float(ink.sum()) / max(perimeter, 1.0)
 
 
-def normalize_ink(ink):
-    """Crop, stroke-normalize, scale into the 20x20 box and centre by mass in 28x28 (float32 0..1)."""
-    mask = _digit_mask(ink)
+def normalize_ink(ink, mask=None):
+    """Crop, stroke-normalize, scale into the 20x20 box and centre by mass in 28x28 (float32 0..1).
+
+    `mask` names the digit's stroke pixels when the caller knows them (the segmentation does); by
+    default they are the strokes, less specks lying away from the digit.
+    """
+    mask = _digit_mask(ink) if mask is None else (mask if mask.any() else None)
     if mask is None:
         raise NoDigitFound()
     ink = np.where(mask, ink, 0.0).astype(np.float32)

@@ -3,9 +3,10 @@
 Strokes are split into connected pieces; pieces much smaller than the writing are specks (dropped) or
 bits of a nearby digit (kept with it). The rest, in left-to-right order, are grouped into digits by a
 dynamic programme over runs of neighbouring pieces: each candidate digit is scored by the model's
-confidence in it and by its shape (a digit is about as tall as its neighbours, its pieces overlap
-rather than stand apart), so a 5's separate bar or a 1 drawn in two strokes joins its digit while two
-digits 2 px apart, or under a 7's overhanging bar, stay two.
+confidence in it and by its shape (a digit is about as tall or as wide as its neighbours are tall, its
+pieces overlap side to side or stand one over the other rather than side by side), so a 5's separate bar
+or a 1 drawn in two strokes, even a slanted one, joins its digit while two digits 2 px apart, or under a
+7's overhanging bar, stay two. Runs that cannot beat reading their pieces one by one are not read.
 """
 
 import dataclasses
@@ -22,11 +23,11 @@ SPECK = 0.2
 # Longest run of pieces one digit may be made of (a 4 in two strokes plus a broken one: three).
 MOST_PIECES = 3
 # Costs, in units of -log(probability): what each departure from a digit's usual shape costs.
-SHORT = 12.0  # per unit of height below SHORT_BELOW of the writing's height
+SHORT = 12.0  # per unit of size (height, or width if wider) below SHORT_BELOW of the writing's height
 SHORT_BELOW = 0.6
 APART = 4.0  # per writing-height of horizontal gap between pieces of one digit
 SPLIT = 0.5  # for any gap between pieces at all
-WIDE = 4.0  # per unit of width beyond WIDE_ABOVE of the digit's height
+WIDE = 2.0  # per unit of width beyond WIDE_ABOVE of the digit's height
 WIDE_ABOVE = 1.2
 PER_DIGIT = 0.3  # each digit found: prefer fewer, when the model is as sure either way
 JOIN = 1.0  # for pieces that do not overlap side to side
@@ -115,7 +116,8 @@ def _shape_cost(pieces, ids):
     """What a group of pieces costs for not looking like one digit, whatever the model says."""
     left, top, right, bottom = _extent(pieces.stats, ids)
     height, width = bottom - top, right - left
-    cost = SHORT * max(0.0, SHORT_BELOW - height / pieces.height)
+    # A wide, low digit (a flat 2, a 5 with a long bar) is as complete as a tall one: measure its larger side.
+    cost = SHORT * max(0.0, SHORT_BELOW - max(height, width) / pieces.height)
     cost += WIDE * max(0.0, width / max(height, 1) - WIDE_ABOVE)
     if len(ids) > 1:
         holes = _gaps(pieces.stats, ids)
@@ -125,29 +127,37 @@ def _shape_cost(pieces, ids):
 
 
 def _join_cost(pieces, a, b):
-    """Cost of two neighbouring pieces being one digit: low when one stands over the other side to side.
+    """Cost of two neighbouring pieces being one digit: low when one stands over the other.
 
-    Pieces of one digit (a 5's bar over its body, the halves of a broken 1) overlap side to side by most
-    of the narrower one's width; neighbouring digits, even interlocked ones, only at their edges.
+    Pieces of one digit (a 5's bar over its body, the halves of a broken 1, even a slanted one) overlap
+    side to side by most of the narrower one's width, or share few rows; neighbouring digits, even
+    interlocked ones, overlap only at their edges and stand in the same rows.
     """
     stats = pieces.stats
-    left_a, width_a = stats[a, cv2.CC_STAT_LEFT], stats[a, cv2.CC_STAT_WIDTH]
-    left_b, width_b = stats[b, cv2.CC_STAT_LEFT], stats[b, cv2.CC_STAT_WIDTH]
-    overlap = min(left_a + width_a, left_b + width_b) - max(left_a, left_b)
-    share = float(np.clip(overlap / max(1, min(width_a, width_b)), 0.0, 1.0))
+    across = _overlap_share(stats, a, b, cv2.CC_STAT_LEFT, cv2.CC_STAT_WIDTH)
+    stacked = 1.0 - _overlap_share(stats, a, b, cv2.CC_STAT_TOP, cv2.CC_STAT_HEIGHT)
     tall = min(stats[a, cv2.CC_STAT_HEIGHT], stats[b, cv2.CC_STAT_HEIGHT]) >= TALL * pieces.height
-    return (JOIN_TALL if tall else JOIN) * (1.0 - share)
+    return (JOIN_TALL if tall else JOIN) * (1.0 - max(across, stacked))
+
+
+def _overlap_share(stats, a, b, start, length):
+    """How much of the shorter of two pieces' spans (columns or rows) the other's span covers: 0..1."""
+    first, second = stats[a, start], stats[b, start]
+    overlap = min(first + stats[a, length], second + stats[b, length]) - max(first, second)
+    return float(np.clip(overlap / max(1, min(stats[a, length], stats[b, length])), 0.0, 1.0))
 
 
 def _group_ink(ink, pieces, ids):
-    """(box [x, y, w, h] in the ink, crop of the ink holding only these pieces' strokes)."""
+    """(box [x, y, w, h] in the ink, crop of the ink holding only these pieces' strokes, their stroke mask)."""
     left, top, right, bottom = _extent(pieces.stats, ids)
-    labels = pieces.labels[top:bottom, left:right]
+    own = np.zeros(len(pieces.stats), bool)
+    own[ids] = True
+    strokes = own[pieces.labels[top:bottom, left:right]]
     x, y = pieces.offset[0] + left, pieces.offset[1] + top
     crop = ink[y : y + bottom - top, x : x + right - left]
     # The soft edge below the stroke threshold belongs to whichever piece it borders: grow the mask a pixel.
-    mask = cv2.dilate(np.isin(labels, ids).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    return (x, y, right - left, bottom - top), np.where(mask, crop, 0.0).astype(np.float32)
+    grown = cv2.dilate(strokes.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return (x, y, right - left, bottom - top), np.where(grown, crop, 0.0).astype(np.float32), strokes
 
 
 def _attach_minor(pieces, groups, minor):
@@ -163,12 +173,14 @@ def _attach_minor(pieces, groups, minor):
                 break
 
 
-def _read_runs(ink, pieces, major, runs, chosen, inputs, usable, probabilities, recognizer):
+def _read_runs(ink, pieces, major, runs, chosen, arrays, recognizer):
     """Preprocess the chosen runs of pieces and read them in one model call (filling the arrays in place)."""
+    inputs, usable, probabilities = arrays
     for k in chosen:
         a, b = runs[k]
         try:
-            inputs[k] = normalize_ink(_group_ink(ink, pieces, major[a:b])[1])
+            _, crop, strokes = _group_ink(ink, pieces, major[a:b])
+            inputs[k] = normalize_ink(crop, strokes)
             usable[k] = True
         except NoDigitFound:
             pass
@@ -178,9 +190,9 @@ def _read_runs(ink, pieces, major, runs, chosen, inputs, usable, probabilities, 
 
 
 def _apart(pieces, major, i, sure):
-    """Pieces i and i+1 are two digits beyond doubt: both tall, both read surely alone, mostly side by side.
+    """Pieces i and i+1 are two digits beyond doubt: both tall, both read surely alone, side by side.
 
-    Joined, they would cost at least JOIN_TALL * (1 - 0.5) + PER_DIGIT, more than two sure readings do.
+    Joined, they would cost more than JOIN_TALL * 0.5 + PER_DIGIT, more than two sure readings do.
     """
     a, b = major[i], major[i + 1]
     if i not in sure or i + 1 not in sure:
@@ -188,10 +200,7 @@ def _apart(pieces, major, i, sure):
     stats = pieces.stats
     if min(stats[a, cv2.CC_STAT_HEIGHT], stats[b, cv2.CC_STAT_HEIGHT]) < TALL * pieces.height:
         return False
-    left_a, width_a = stats[a, cv2.CC_STAT_LEFT], stats[a, cv2.CC_STAT_WIDTH]
-    left_b, width_b = stats[b, cv2.CC_STAT_LEFT], stats[b, cv2.CC_STAT_WIDTH]
-    overlap = min(left_a + width_a, left_b + width_b) - max(left_a, left_b)
-    return overlap < 0.5 * min(width_a, width_b)
+    return _join_cost(pieces, a, b) > 0.5 * JOIN_TALL
 
 
 def read_digits(ink, recognizer):
@@ -210,14 +219,19 @@ def read_digits(ink, recognizer):
     probabilities = np.zeros((len(runs), DIGIT_CLASSES), np.float32)
     # First each piece alone; then only the runs that could still beat reading their pieces apart.
     singles = [k for k, (a, b) in enumerate(runs) if b - a == 1]
-    _read_runs(ink, pieces, major, runs, singles, inputs, usable, probabilities, recognizer)
+    arrays = (inputs, usable, probabilities)
+    _read_runs(ink, pieces, major, runs, singles, arrays, recognizer)
     sure = {runs[k][0] for k in singles if usable[k] and probabilities[k].max() >= SURE}
+    alone = [shape[k] - np.log(float(probabilities[k].max()) + 1e-6) if usable[k] else np.inf for k in singles]
+    # A run whose shape alone costs more than reading its pieces one by one cannot win: not read at all.
     joined = [
         k
         for k, (a, b) in enumerate(runs)
-        if b - a > 1 and shape[k] <= HOPELESS and not any(_apart(pieces, major, i, sure) for i in range(a, b - 1))
+        if b - a > 1
+        and shape[k] <= min(HOPELESS, sum(alone[a:b]))
+        and not any(_apart(pieces, major, i, sure) for i in range(a, b - 1))
     ]
-    _read_runs(ink, pieces, major, runs, joined, inputs, usable, probabilities, recognizer)
+    _read_runs(ink, pieces, major, runs, joined, arrays, recognizer)
     cost = {
         run: shape[k] - np.log(float(probabilities[k].max()) + 1e-6) if usable[k] else np.inf
         for k, run in enumerate(runs)
@@ -242,10 +256,10 @@ def read_digits(ink, recognizer):
         _attach_minor(pieces, groups, minor)
     found = []
     for (a, b), ids in zip(cuts, groups, strict=True):
-        box, own = _group_ink(ink, pieces, ids)
+        box, own, strokes = _group_ink(ink, pieces, ids)
         k = index[(a, b)]
         if len(ids) > b - a:  # small pieces joined it: read it again with them
-            found.append(ReadDigit(box, own, normalize_ink(own), None))
+            found.append(ReadDigit(box, own, normalize_ink(own, strokes), None))
         else:
             found.append(ReadDigit(box, own, inputs[k], probabilities[k]))
     again = [i for i, digit in enumerate(found) if digit.probabilities is None]

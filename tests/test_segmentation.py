@@ -4,11 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from mnist_web import exif
+from mnist_web import exif, photo
 from mnist_web.canvas import canvas_set, draw_ink, encode_png
 from mnist_web.evaluation import number_accuracy
 from mnist_web.numbers import _place, canvas_numbers, paper_photos
-from mnist_web.preprocessing import decode_image, extract_ink, image_ink, normalize_ink, preprocess
+from mnist_web.preprocessing import decode_image, extract_ink, image_ink, normalize_ink, preprocess, stroke_components
 from mnist_web.segmentation import holds_several_digits, read_digits
 
 # MNIST test indices of digits the model reads surely when drawn: 7, 2, 1, 0, 4.
@@ -59,6 +59,20 @@ def test_wide_gaps_and_specks(mnist_test, recognizer):
     assert read(ink, recognizer) == "042"
 
 
+def test_dots_between_and_beside_digits(mnist_test, recognizer):
+    # A decimal point on the baseline between two digits, a dot over one, a dot touching nothing near the
+    # other's stem: none is a digit, none changes a digit's reading.
+    ink = side_by_side(mnist_test, [SEVEN, TWO], gap=50)
+    columns = np.flatnonzero(ink.max(axis=0) > 0)
+    rows = np.flatnonzero(ink.max(axis=1) > 0)
+    gap = next(c for c in range(columns[0], columns[-1]) if ink[:, c].max() == 0 and ink[:, c + 1 : c + 20].max() == 0)
+    cv2.circle(ink, (gap + 12, int(rows[-1]) - 4), 4, 1.0, -1)  # the decimal point
+    cv2.circle(ink, (int(columns[-1]) - 70, int(rows[0]) - 10), 3, 1.0, -1)  # a dot over the 2
+    cv2.circle(ink, (int(columns[0]) - 10, int(rows[-1]) - 2), 2, 1.0, -1)  # a dot by the 7's foot
+    digits = read_digits(ink, recognizer)
+    assert [d.digit for d in digits] == [7, 2]
+
+
 def test_five_with_a_separate_bar_and_a_one_in_two_strokes(recognizer):
     ink = np.zeros((160, 300), np.float32)
     cv2.line(ink, (40, 20), (85, 18), 1.0, 9, cv2.LINE_AA)  # the 5's bar, not touching its stem
@@ -77,6 +91,48 @@ def test_broken_stroke_in_a_digit(mnist_test, recognizer):
     middle = (rows[0] + rows[-1]) // 2
     ink[middle - 2 : middle + 2, :120] = 0  # the 1 now is two pieces, one above the other
     assert read(ink, recognizer) == "10"
+
+
+def test_slanted_one_in_two_strokes(recognizer):
+    # The halves of a slanted 1 hardly overlap side to side, but one stands over the other: one digit.
+    ink = np.zeros((170, 320), np.float32)
+    cv2.line(ink, (100, 20), (78, 78), 1.0, 9, cv2.LINE_AA)
+    cv2.line(ink, (74, 90), (52, 148), 1.0, 9, cv2.LINE_AA)
+    cv2.line(ink, (150, 25), (220, 25), 1.0, 9, cv2.LINE_AA)  # a 7 beside it
+    cv2.line(ink, (220, 25), (180, 148), 1.0, 9, cv2.LINE_AA)
+    digits = read_digits(ink, recognizer)
+    assert [d.digit for d in digits] == [1, 7]
+    assert digits[0].box[1] <= 16 and digits[0].box[1] + digits[0].box[3] >= 148
+
+
+def test_flat_digit_between_tall_ones(recognizer):
+    # A wide, low 0 is a whole digit, not a fragment to be joined to a neighbour.
+    ink = np.zeros((170, 340), np.float32)
+    cv2.line(ink, (40, 20), (36, 148), 1.0, 9, cv2.LINE_AA)
+    cv2.ellipse(ink, (130, 122), (55, 24), 0, 0, 360, 1.0, 9, cv2.LINE_AA)
+    cv2.line(ink, (230, 20), (226, 148), 1.0, 9, cv2.LINE_AA)
+    digits = read_digits(ink, recognizer)
+    assert [d.digit for d in digits] == [1, 0, 1]
+    assert digits[1].box[3] < 0.5 * digits[0].box[3]
+
+
+def test_photo_keeps_a_fine_light_stroke_beside_bold_ones(recognizer):
+    # Otsu's threshold is set by the bold 1 and 7; the fine, light 0 must not fade out of the ink.
+    height, width = 600, 800
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    grain = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 1, (height, width)).astype(np.float32), (0, 0), 1.0)
+    paper = 0.85 - 0.2 * cols / width - 0.1 * rows / height + 0.02 * grain  # light falling off across the page
+    fine, bold = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
+    cv2.ellipse(fine, (250, 300), (60, 95), 0, 0, 360, 1.0, 3, cv2.LINE_AA)
+    cv2.line(bold, (420, 210), (410, 390), 1.0, 22, cv2.LINE_AA)
+    cv2.line(bold, (480, 215), (590, 215), 1.0, 22, cv2.LINE_AA)
+    cv2.line(bold, (590, 215), (520, 390), 1.0, 22, cv2.LINE_AA)
+    gray = paper * (1 - 0.35 * cv2.GaussianBlur(fine, (0, 0), 1.0)) * (1 - 0.85 * bold)
+    jpeg = cv2.imencode(".jpg", np.clip(gray * 255, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+    assert photo.looks_like_photo(decode_image(jpeg.tobytes()))
+    ink, _ = image_ink(jpeg.tobytes())
+    assert stroke_components(ink[:, :350])[2] - 1 == 1, "the 0 is one unbroken stroke"
+    assert read(ink, recognizer) == "017"
 
 
 def test_generated_canvas_numbers(mnist_test, recognizer):

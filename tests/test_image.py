@@ -241,12 +241,13 @@ def test_predictions_match_the_keras_model_here(container, keras_recognizer, mni
     assert result.stderr.decode().strip().endswith("numpy"), result.stderr.decode()[-2000:]
     in_image = np.load(io.BytesIO(result.stdout))
     here = keras_recognizer.model.predict((images / 255.0).astype("float32")[..., None], batch_size=500, verbose=0)
-    assert in_image.shape == here.shape == (10000, 10)
+    assert in_image.shape == here.shape == (10000, keras_recognizer.classes)
     assert np.array_equal(in_image.argmax(axis=1), here.argmax(axis=1))
     np.testing.assert_allclose(in_image, here, rtol=0, atol=PROBABILITY_TOLERANCE)
-    accuracy = (in_image.argmax(axis=1) == labels).mean()
+    calibration = keras_recognizer.calibration
+    accuracy = (calibration.answers(calibration.apply(in_image)) == labels).mean()  # a refusal counts as wrong
     print(f"image: MNIST test accuracy {accuracy:.4f}, largest probability difference {abs(in_image - here).max():.1e}")
-    assert accuracy >= 0.996, accuracy
+    assert accuracy >= 0.995, accuracy
 
 
 def test_the_image_has_no_tensorflow(container):

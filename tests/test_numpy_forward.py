@@ -15,7 +15,7 @@ from test_folding import as_if_trained, small_model
 from mnist_web import create_app
 from mnist_web.folding import Unfoldable
 from mnist_web.numpy_forward import NumpyForward
-from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, Recognizer, get_recognizer
+from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, REQUEST_BATCH, Recognizer, get_recognizer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,22 +37,25 @@ def test_committed_model_on_the_whole_mnist_test_set(numpy_recognizer, keras_rec
     inputs = (images / 255.0).astype("float32")
     expected = keras_recognizer.model.predict(inputs[..., None], batch_size=500, verbose=0)  # Keras itself, unfolded
     got = numpy_recognizer.predict_batch(inputs)
-    assert got.shape == expected.shape == (10000, 10)
+    assert got.shape == expected.shape == (10000, numpy_recognizer.classes)
     assert np.array_equal(got.argmax(axis=1), expected.argmax(axis=1))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
-    assert (got.argmax(axis=1) == labels).mean() >= 0.996
+    answers = numpy_recognizer.calibration.answers(numpy_recognizer.calibration.apply(got))
+    assert (answers == labels).mean() >= 0.995  # a refusal counts as wrong
 
 
 def test_single_image_path_and_version(numpy_recognizer, keras_recognizer, mnist_test):
     assert numpy_recognizer.runtime == "numpy" and keras_recognizer.runtime == "tensorflow"
     assert numpy_recognizer.version == keras_recognizer.version
     images = (mnist_test[0][:32] / 255.0).astype("float32")
-    batch = numpy_recognizer.predict_batch(images)
-    for image, row in zip(images, batch, strict=True):
+    batch = numpy_recognizer.classify_batch(images)
+    answers = numpy_recognizer.calibration.answers(batch)
+    for image, row, answer in zip(images, batch, answers, strict=True):
         prediction = numpy_recognizer.predict(image)
-        np.testing.assert_allclose(prediction.probabilities, row, rtol=0, atol=1e-6)
-        assert prediction.digit == int(row.argmax()) == keras_recognizer.predict(image).digit
-    assert numpy_recognizer.predict_batch(images[:0]).shape == (0, 10)
+        np.testing.assert_allclose([*prediction.probabilities, prediction.not_a_digit], row, rtol=0, atol=1e-6)
+        digit = keras_recognizer.predict(image).digit
+        assert prediction.digit == (None if answer < 0 else int(answer)) == digit
+    assert numpy_recognizer.predict_batch(images[:0]).shape == (0, numpy_recognizer.classes)
 
 
 def test_does_not_write_into_the_callers_images(numpy_recognizer, mnist_test):
@@ -133,11 +136,14 @@ def test_mnist_inference_picks_the_runtime(app_config_model_dir, monkeypatch):
     auto = Recognizer(app_config_model_dir, "auto")
     # auto: NumPy for one image; TensorFlow (installed here) for batches, loaded only when a batch comes.
     assert (auto.runtime, auto.batch_runtime, auto.model) == ("numpy", "tensorflow", None)
-    images = np.random.default_rng(1).random((16, 28, 28), dtype=np.float32)
-    batch = auto.predict_batch(images)
+    # A request's few pieces (up to REQUEST_BATCH) stay on NumPy; more are a batch for TensorFlow.
+    images = np.random.default_rng(1).random((REQUEST_BATCH + 1, 28, 28), dtype=np.float32)
+    auto.predict_batch(images[:16])
+    assert auto.model is None
+    batch = auto.classify_batch(images)
     assert auto.model is not None
-    singles = np.array([auto.predict(image).probabilities for image in images])
-    np.testing.assert_allclose(batch, singles, atol=1e-5)
+    singles = np.array([(*auto.predict(image).probabilities, auto.predict(image).not_a_digit) for image in images[:16]])
+    np.testing.assert_allclose(batch[:16], singles, atol=1e-5)
     with pytest.raises(ValueError, match="MNIST_INFERENCE='onnx'"):
         Recognizer(app_config_model_dir, "onnx")
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if not installed: NumPy for batches too

@@ -8,6 +8,7 @@ with the same headers. gunicorn.conf.py names it as the worker_class.
 import json
 
 from gunicorn import util
+from gunicorn.http import wsgi
 from gunicorn.workers.gthread import ThreadWorker
 
 from . import SECURITY_HEADERS
@@ -43,11 +44,31 @@ def write_json_error(sock, status_int, reason, mesg):
     util.write_nonblock(sock, json_error_response(status, reason, mesg))
 
 
+_write_body = wsgi.Response.write
+
+
+def write_with_headers(response, data):
+    """Response.write that sends the headers and a first body that fits in one write.
+
+    nginx retries a request whose worker died only until the response's header reached it; gunicorn
+    writes the header and the body separately, so a worker killed between the two left the client a
+    cut-off response. One write leaves no such gap.
+    """
+    fits = response.response_length is None or len(data) <= response.response_length
+    if response.headers_sent or response.chunked or response._omits_body or not fits or not isinstance(data, bytes):
+        return _write_body(response, data)
+    lines = response.default_headers() + [f"{name}: {value}\r\n" for name, value in response.headers]
+    response.headers_sent = True
+    response.sent += len(data)
+    util.write(response.sock, util.to_bytestring("".join(lines) + "\r\n", "latin-1") + data)
+
+
 class JsonErrorThreadWorker(ThreadWorker):
     """gunicorn's gthread worker, answering its own protocol errors as JSON with security headers."""
 
     def init_process(self):
         """Route gunicorn's error writer (base.Worker.handle_error calls util.write_error) to JSON."""
-        # The process is this worker's alone after fork(), so replacing the module function is safe.
+        # The process is this worker's alone after fork(), so replacing module attributes is safe.
         util.write_error = write_json_error
+        wsgi.Response.write = write_with_headers
         super().init_process()

@@ -215,8 +215,7 @@ def main():
     calibration = Calibration(temperature, refuse_at)
     validation = {}
     for name, probabilities in raw.items():
-        answers = calibration.answers(calibration.apply(probabilities))
-        answers = np.where(answers < 0, NOT_A_DIGIT, answers)
+        answers = calibration.classes(calibration.apply(probabilities))
         validation[name] = {
             "accuracy": float((answers == labels[name]).mean()),
             "refused": float((answers == NOT_A_DIGIT).mean()),
@@ -230,8 +229,7 @@ def main():
 
     # --- The test set, used once (a refusal counts as wrong) ---
     probabilities = model.predict(x_test.astype("float32")[..., None] / 255.0, batch_size=1024, verbose=0)
-    predicted = calibration.answers(calibration.apply(probabilities))
-    predicted = np.where(predicted < 0, NOT_A_DIGIT, predicted)
+    predicted = calibration.classes(calibration.apply(probabilities))
     confusion = np.zeros((10, CLASSES), int)
     np.add.at(confusion, (y_test, predicted), 1)
     test_accuracy = float((predicted == y_test).mean())

@@ -63,6 +63,11 @@ class Calibration:
         calibrated = np.asarray(calibrated)
         return np.where(self.refused(calibrated), -1, calibrated[:, :DIGIT_CLASSES].argmax(axis=1))
 
+    def classes(self, calibrated):
+        """(n,) the answered class of each row: its digit, or NOT_A_DIGIT (10) where refused."""
+        answers = self.answers(calibrated)
+        return np.where(answers < 0, NOT_A_DIGIT, answers)
+
     def confidences(self, calibrated):
         """(n,) the probability of each answer: of the digit, or of "not a digit" where refused."""
         calibrated = np.asarray(calibrated)
@@ -98,6 +103,5 @@ def expected_calibration_error(confidences, correct, bins=ECE_BINS):
 def answer_ece(calibration, raw, labels):
     """ECE of the service's answers (a digit, or a refusal for label 10) on raw outputs with labels 0-10."""
     calibrated = calibration.apply(raw)
-    answers = calibration.answers(calibrated)
-    answers = np.where(answers < 0, NOT_A_DIGIT, answers)
+    answers = calibration.classes(calibrated)
     return expected_calibration_error(calibration.confidences(calibrated), answers == np.asarray(labels))

@@ -21,8 +21,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-# Only the serving requirements: no TensorFlow or Keras. The image runs the model with NumPy
-# (mnist_web/numpy_forward.py, MNIST_INFERENCE=numpy below), which gives the Keras model's digits
+# Only the serving requirements: no TensorFlow or Keras. The image runs the model with ONNX Runtime
+# (mnist_web/onnx_forward.py, MNIST_INFERENCE=onnx below), which gives the Keras model's digits
 # on the whole MNIST test set (tests/test_image.py checks it).
 COPY requirements-serve.txt /tmp/requirements-serve.txt
 # --no-compile: no .pyc in the image (see PYTHONPYCACHEPREFIX in the runtime stage).
@@ -40,11 +40,11 @@ RUN SITE=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'
 FROM python:3.11.14-slim-bookworm AS runtime
 
 LABEL org.opencontainers.image.title="mnist_web" \
-      org.opencontainers.image.description="Handwritten-digit recognition web service (Flask + a Keras-trained CNN run with NumPy)"
+      org.opencontainers.image.description="Handwritten-digit recognition web service (Flask + a Keras-trained CNN run with ONNX Runtime)"
 
-# HOST/PORT are read by gunicorn.conf.py; MNIST_* by mnist_web/config.py. The model runs on NumPy
-# (there is no TensorFlow in the image); OPENBLAS_NUM_THREADS=1: one BLAS thread per worker, the
-# workers are the parallelism (and a small model gains nothing from more).
+# HOST/PORT are read by gunicorn.conf.py; MNIST_* by mnist_web/config.py. The model runs on ONNX
+# Runtime (there is no TensorFlow in the image), one thread per worker; OPENBLAS_NUM_THREADS=1 for
+# the NumPy work beside it: the workers are the parallelism (a small model gains nothing from more).
 # The image has no .pyc (82 MB): PYTHONPYCACHEPREFIX lets the first worker compile into /tmp what
 # the next workers (and recycled ones) reuse; the code itself stays read-only.
 ENV PATH=/opt/venv/bin:$PATH \
@@ -52,7 +52,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PORT=5000 \
     PYTHONUNBUFFERED=1 \
     PYTHONPYCACHEPREFIX=/tmp/pycache \
-    MNIST_INFERENCE=numpy \
+    MNIST_INFERENCE=onnx \
     OPENBLAS_NUM_THREADS=1
 
 RUN groupadd --system --gid 10001 app \

@@ -11,6 +11,8 @@ Run with:  gunicorn -c gunicorn.conf.py "mnist_web:create_app()"
 | GUNICORN_THREADS             | 2           | request threads per worker (gthread)                     |
 | MNIST_TF_INTRA_OP_THREADS    | 1           | TensorFlow intra-op threads per worker                   |
 | MNIST_TF_INTER_OP_THREADS    | 1           | TensorFlow inter-op threads per worker                   |
+| MNIST_ONNX_THREADS           | 1           | ONNX Runtime intra-op threads per worker                 |
+| MNIST_OPENCV_THREADS         | 1           | OpenCV threads per worker (decode, resize, labelling)    |
 | GUNICORN_TIMEOUT             | 30          | seconds a silent worker lives before it is killed        |
 | GUNICORN_GRACEFUL_TIMEOUT    | 30          | seconds workers get to finish requests on shutdown       |
 | GUNICORN_KEEPALIVE           | 5           | seconds an idle keep-alive connection stays open         |
@@ -22,8 +24,8 @@ Run with:  gunicorn -c gunicorn.conf.py "mnist_web:create_app()"
 
 "Usable CPUs" is the affinity mask capped by a cgroup CPU quota (mnist_web/concurrency.py), not
 the host's core count. Measured on 2 CPUs (README, Benchmarks): one worker per CPU, 2 threads each
-(one computes while the other waits on the database or the socket), 1 TensorFlow thread per worker
-(one 28x28 image is too small to split across cores; the workers are the parallelism).
+(one computes while the other waits on the database or the socket), 1 TensorFlow and 1 OpenCV thread per
+worker (one 28x28 image or one canvas is too small to split across cores; the workers are the parallelism).
 
 The app creates its model and database sessions lazily, so `preload_app` stays False: a Cassandra
 session or a TensorFlow runtime made before fork() would be shared, broken, by every worker. Each

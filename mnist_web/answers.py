@@ -12,7 +12,7 @@ import numpy as np
 from .calibration import NOT_A_DIGIT
 from .errors import InvalidMode, TooManyDigits
 from .limits import MAX_NUMBER_DIGITS, MODES
-from .preprocessing import normalize_ink, stroke_components
+from .preprocessing import NOT_GIVEN, digit_mask, normalize_ink, stroke_components
 from .segmentation import holds_several_digits, read_digits, scale_box
 
 # Digit mode looks for several digits only in ink whose strokes span this much wider than tall, or
@@ -53,7 +53,8 @@ def model_input_bytes(*inputs):
 
 def digit_answer(ink, scale, recognizer):
     """Digit mode: the one digit (or refusal) read from the ink, or "several_digits" when it plainly holds more."""
-    model_input = normalize_ink(ink)
+    found = stroke_components(ink)  # labelled once, for the digit's mask and the look for several
+    model_input = normalize_ink(ink, digit_mask(ink, found))
     prediction = recognizer.predict(model_input)
     answer = {
         "mode": "digit",
@@ -64,7 +65,7 @@ def digit_answer(ink, scale, recognizer):
         "probabilities": list(prediction.probabilities),
         "model_input": model_input_bytes(model_input),
     }
-    if plausibly_several(ink) and holds_several_digits(ink, recognizer):
+    if plausibly_several(ink, found) and holds_several_digits(ink, recognizer):
         # Not guessed as one digit (nor refused as none: a model with a "not a digit" class may call a
         # number that): the digits read are kept, and the page offers number mode. They are read a second
         # time here, which only drawings that do hold several digits pay.
@@ -123,18 +124,21 @@ def number_answer(ink, scale, recognizer):
     }
 
 
-def _pieces(ink):
+def _pieces(ink, found=NOT_GIVEN):
     """The stroke pieces' stats rows [x, y, w, h, area] (dust aside), in the strokes' box."""
-    found = stroke_components(ink)
+    found = stroke_components(ink) if found is NOT_GIVEN else found
     if found is None:
         return np.zeros((0, 5), np.int32)
     stats = found[4][1:]
     return stats[stats[:, cv2.CC_STAT_AREA] >= MIN_PIECE_AREA]
 
 
-def plausibly_several(ink):
-    """Whether the strokes could be several digits side by side (then worth the segmentation's time)."""
-    stats = _pieces(ink)
+def plausibly_several(ink, found=NOT_GIVEN):
+    """Whether the strokes could be several digits side by side (then worth the segmentation's time).
+
+    `found` is stroke_components(ink), when the caller has it.
+    """
+    stats = _pieces(ink, found)
     if not 0 < len(stats) <= MOST_PIECES:
         return False
     left, top = stats[:, 0].min(), stats[:, 1].min()

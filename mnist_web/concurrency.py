@@ -2,7 +2,7 @@
 
 The host's core count (os.cpu_count) overstates it in a container or under taskset: the usable CPUs
 are the affinity mask, capped by a cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us`).
-gunicorn.conf.py sizes workers and threads from here, and each worker's TensorFlow thread pools too.
+gunicorn.conf.py sizes workers and threads from here, and each worker's TensorFlow and OpenCV thread pools too.
 """
 
 import math
@@ -12,8 +12,12 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Request threads per worker: one runs the model while the other waits on the database or the socket.
 DEFAULT_THREADS = 2
-# TensorFlow threads per worker: one image is too small to split across cores; the workers are the parallelism.
+# TensorFlow (or ONNX Runtime) threads per worker: one image is too small to split across cores; the
+# workers are the parallelism.
 DEFAULT_TF_THREADS = 1
+# OpenCV threads per worker, for the same reason: its pool (one thread per core by default) splits a canvas's
+# resize or labelling into slivers and spins between them, which cost 1.6 ms of CPU per request here.
+DEFAULT_OPENCV_THREADS = 1
 
 
 def _own_cgroup_paths(proc_cgroup="/proc/self/cgroup"):
@@ -80,7 +84,7 @@ def _env_count(name, default):
 
 
 def serving_plan():
-    """{workers, threads, tf_intra_op, tf_inter_op}: defaults from the usable CPUs, each overridable by env."""
+    """{cpus, workers, threads, tf_intra_op, tf_inter_op, opencv, onnx}: defaults from the usable CPUs, each overridable by env."""
     cpus = usable_cpus()
     return {
         "cpus": cpus,
@@ -89,4 +93,6 @@ def serving_plan():
         "threads": _env_count("GUNICORN_THREADS", DEFAULT_THREADS),
         "tf_intra_op": _env_count("MNIST_TF_INTRA_OP_THREADS", DEFAULT_TF_THREADS),
         "tf_inter_op": _env_count("MNIST_TF_INTER_OP_THREADS", DEFAULT_TF_THREADS),
+        "opencv": _env_count("MNIST_OPENCV_THREADS", DEFAULT_OPENCV_THREADS),
+        "onnx": _env_count("MNIST_ONNX_THREADS", DEFAULT_TF_THREADS),
     }

@@ -45,6 +45,7 @@ def prepare_worker(app, notify=lambda: None):
     from .recognizer import runtime_for
 
     plan = serving_plan()
+    cv2.setNumThreads(plan["opencv"])
     if runtime_for(app.config["MNIST_INFERENCE"]) == "tensorflow":  # the image serves without TensorFlow
         configure_tf_threads(plan["tf_intra_op"], plan["tf_inter_op"])
     with app.app_context():

@@ -229,16 +229,16 @@ np.save(out, recognizer.predict_batch(images / 255.0))
 sys.stdout.buffer.write(out.getvalue())
 """
 
-# The image runs the folded model with NumPy, the host's Keras with TensorFlow: the sums are done in another
+# The image runs the folded model with ONNX Runtime, the host's Keras with TensorFlow: the sums are done in another
 # order, so the probabilities agree to float32 rounding (measured: at most ~5e-7), not bit for bit.
 PROBABILITY_TOLERANCE = 1e-5
 
 
 def test_predictions_match_the_keras_model_here(container, keras_recognizer, mnist_test):
-    """The image's NumPy runtime gives the host's Keras model's digits on all 10,000 MNIST test digits."""
+    """The image's ONNX runtime gives the host's Keras model's digits on all 10,000 MNIST test digits."""
     images, labels = mnist_test
     result = container.exec("python", "-c", PROBABILITIES, timeout=300)
-    assert result.stderr.decode().strip().endswith("numpy"), result.stderr.decode()[-2000:]
+    assert result.stderr.decode().strip().endswith("onnx"), result.stderr.decode()[-2000:]
     in_image = np.load(io.BytesIO(result.stdout))
     here = keras_recognizer.model.predict((images / 255.0).astype("float32")[..., None], batch_size=500, verbose=0)
     assert in_image.shape == here.shape == (10000, keras_recognizer.classes)

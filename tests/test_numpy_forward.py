@@ -1,4 +1,4 @@
-"""The NumPy runtime computes what Keras computes, refuses what it cannot run, and MNIST_INFERENCE picks it."""
+"""The NumPy and ONNX runtimes compute what Keras computes, refuse what they cannot run, and MNIST_INFERENCE picks one."""
 
 import json
 import os
@@ -15,14 +15,16 @@ from test_folding import as_if_trained, small_model
 from mnist_web import create_app
 from mnist_web.folding import Unfoldable
 from mnist_web.numpy_forward import NumpyForward
-from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, REQUEST_BATCH, Recognizer, get_recognizer
+from mnist_web.onnx_forward import OnnxForward
+from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, REQUEST_BATCH, Recognizer, get_recognizer, runtime_for
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def numpy_recognizer(app_config_model_dir):
-    return Recognizer(app_config_model_dir, "numpy")
+@pytest.fixture(scope="module", params=["numpy", "onnx"])
+def light_recognizer(request, app_config_model_dir):
+    """The committed model on a runtime without TensorFlow."""
+    return Recognizer(app_config_model_dir, request.param)
 
 
 def saved(model, folder):
@@ -32,41 +34,42 @@ def saved(model, folder):
     return folder
 
 
-def test_committed_model_on_the_whole_mnist_test_set(numpy_recognizer, keras_recognizer, mnist_test):
+def test_committed_model_on_the_whole_mnist_test_set(light_recognizer, keras_recognizer, mnist_test):
     images, labels = mnist_test
     inputs = (images / 255.0).astype("float32")
     expected = keras_recognizer.model.predict(inputs[..., None], batch_size=500, verbose=0)  # Keras itself, unfolded
-    got = numpy_recognizer.predict_batch(inputs)
-    assert got.shape == expected.shape == (10000, numpy_recognizer.classes)
+    got = light_recognizer.predict_batch(inputs)
+    assert got.shape == expected.shape == (10000, light_recognizer.classes)
     assert np.array_equal(got.argmax(axis=1), expected.argmax(axis=1))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
-    answers = numpy_recognizer.calibration.answers(numpy_recognizer.calibration.apply(got))
+    answers = light_recognizer.calibration.answers(light_recognizer.calibration.apply(got))
     assert (answers == labels).mean() >= 0.995  # a refusal counts as wrong
 
 
-def test_single_image_path_and_version(numpy_recognizer, keras_recognizer, mnist_test):
-    assert numpy_recognizer.runtime == "numpy" and keras_recognizer.runtime == "tensorflow"
-    assert numpy_recognizer.version == keras_recognizer.version
+def test_single_image_path_and_version(light_recognizer, keras_recognizer, mnist_test):
+    assert light_recognizer.runtime in ("numpy", "onnx") and keras_recognizer.runtime == "tensorflow"
+    assert light_recognizer.version == keras_recognizer.version
     images = (mnist_test[0][:32] / 255.0).astype("float32")
-    batch = numpy_recognizer.classify_batch(images)
-    answers = numpy_recognizer.calibration.answers(batch)
+    batch = light_recognizer.classify_batch(images)
+    answers = light_recognizer.calibration.answers(batch)
     for image, row, answer in zip(images, batch, answers, strict=True):
-        prediction = numpy_recognizer.predict(image)
+        prediction = light_recognizer.predict(image)
         np.testing.assert_allclose([*prediction.probabilities, prediction.not_a_digit], row, rtol=0, atol=1e-6)
         digit = keras_recognizer.predict(image).digit
         assert prediction.digit == (None if answer < 0 else int(answer)) == digit
-    assert numpy_recognizer.predict_batch(images[:0]).shape == (0, numpy_recognizer.classes)
+    assert light_recognizer.predict_batch(images[:0]).shape == (0, light_recognizer.classes)
 
 
-def test_does_not_write_into_the_callers_images(numpy_recognizer, mnist_test):
+def test_does_not_write_into_the_callers_images(light_recognizer, mnist_test):
     images = (mnist_test[0][:4] / 255.0).astype("float32")
     before = images.copy()
-    numpy_recognizer.predict_batch(images)
-    numpy_recognizer.predict(images[0])
+    light_recognizer.predict_batch(images)
+    light_recognizer.predict(images[0])
     assert np.array_equal(images, before)
 
 
-def test_strides_padding_and_dense_batch_norm(tmp_path):
+@pytest.mark.parametrize("runtime", [NumpyForward, OnnxForward])
+def test_strides_padding_and_dense_batch_norm(tmp_path, runtime):
     model = as_if_trained(
         small_model(
             layers.Conv2D(8, 5, strides=2, padding="same"),
@@ -86,7 +89,7 @@ def test_strides_padding_and_dense_batch_norm(tmp_path):
             layers.Dense(10, activation="softmax"),
         )
     )
-    forward = NumpyForward.from_files(*(saved(model, tmp_path) / name for name in (MODEL_JSON, MODEL_WEIGHTS)))
+    forward = runtime.from_files(*(saved(model, tmp_path) / name for name in (MODEL_JSON, MODEL_WEIGHTS)))
     images = np.random.default_rng(1).random((64, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(forward.batch(images), np.asarray(model(images, training=False)), rtol=0, atol=1e-5)
 
@@ -114,10 +117,11 @@ def branched():
     ],
     ids=["unknown-layer", "norm-after-relu", "relu6", "dilated", "tanh", "dense-on-maps", "add"],
 )
-def test_models_it_cannot_run_are_refused(tmp_path, build, message):
+@pytest.mark.parametrize("runtime", ["numpy", "onnx"])
+def test_models_it_cannot_run_are_refused(tmp_path, build, message, runtime):
     folder = saved(as_if_trained(build()), tmp_path)
     with pytest.raises(Unfoldable, match=message.replace("(", r"\(").replace(")", r"\)")):
-        Recognizer(folder, "numpy")
+        Recognizer(folder, runtime)
 
 
 def test_channels_first_is_refused(tmp_path, app_config_model_dir):
@@ -133,10 +137,11 @@ def test_channels_first_is_refused(tmp_path, app_config_model_dir):
 def test_mnist_inference_picks_the_runtime(app_config_model_dir, monkeypatch):
     assert Recognizer(app_config_model_dir, "numpy").model is None
     assert Recognizer(app_config_model_dir, "tensorflow").model is not None
+    assert Recognizer(app_config_model_dir, "onnx").model is None
     auto = Recognizer(app_config_model_dir, "auto")
-    # auto: NumPy for one image; TensorFlow (installed here) for batches, loaded only when a batch comes.
-    assert (auto.runtime, auto.batch_runtime, auto.model) == ("numpy", "tensorflow", None)
-    # A request's few pieces (up to REQUEST_BATCH) stay on NumPy; more are a batch for TensorFlow.
+    # auto: ONNX Runtime for one image; TensorFlow (installed here) for batches, loaded only when a batch comes.
+    assert (auto.runtime, auto.batch_runtime, auto.model) == ("onnx", "tensorflow", None)
+    # A request's few pieces (up to REQUEST_BATCH) stay on ONNX Runtime; more are a batch for TensorFlow.
     images = np.random.default_rng(1).random((REQUEST_BATCH + 1, 28, 28), dtype=np.float32)
     auto.predict_batch(images[:16])
     assert auto.model is None
@@ -144,10 +149,12 @@ def test_mnist_inference_picks_the_runtime(app_config_model_dir, monkeypatch):
     assert auto.model is not None
     singles = np.array([(*auto.predict(image).probabilities, auto.predict(image).not_a_digit) for image in images[:16]])
     np.testing.assert_allclose(batch[:16], singles, atol=1e-5)
-    with pytest.raises(ValueError, match="MNIST_INFERENCE='onnx'"):
-        Recognizer(app_config_model_dir, "onnx")
-    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if not installed: NumPy for batches too
-    assert Recognizer(app_config_model_dir, "auto").batch_runtime == "numpy"
+    with pytest.raises(ValueError, match="MNIST_INFERENCE='torch'"):
+        Recognizer(app_config_model_dir, "torch")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if not installed: ONNX Runtime for batches too
+    assert Recognizer(app_config_model_dir, "auto").batch_runtime == "onnx"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # and without ONNX Runtime: NumPy for both
+    assert (Recognizer(app_config_model_dir, "auto").runtime, runtime_for("auto", batch=True)) == ("numpy", "numpy")
 
 
 def test_requests_never_load_tensorflow_by_default(tmp_path, drawing, mnist_test):

@@ -84,7 +84,7 @@ def _env_count(name, default):
 
 
 def serving_plan():
-    """{cpus, workers, threads, tf_intra_op, tf_inter_op, opencv, onnx}: defaults from the usable CPUs, each overridable by env."""
+    """{cpus, workers, threads, tf_intra_op, tf_inter_op, opencv, onnx}: from the usable CPUs; env overrides each."""
     cpus = usable_cpus()
     return {
         "cpus": cpus,

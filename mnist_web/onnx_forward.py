@@ -63,12 +63,14 @@ def onnx_model(steps, input_shape=(28, 28, 1)):
         if isinstance(step, Conv):
             # Keras kernels are (h, w, in, out); ONNX wants (out, in, h, w).
             kernel = graph.weight(step.kernel.transpose(3, 2, 0, 1))
-            graph.add("Conv", kernel, graph.weight(step.bias), strides=list(step.strides), auto_pad=PADDING[step.padding])
+            bias = graph.weight(step.bias)
+            graph.add("Conv", kernel, bias, strides=list(step.strides), auto_pad=PADDING[step.padding])
             if step.activation == "softmax":
                 raise Unfoldable("ONNX runtime: a softmax on a convolution's channels")
             graph.activation(step.activation)
         elif isinstance(step, MaxPool):
-            graph.add("MaxPool", kernel_shape=list(step.size), strides=list(step.strides), auto_pad=PADDING[step.padding])
+            window = {"kernel_shape": list(step.size), "strides": list(step.strides)}
+            graph.add("MaxPool", auto_pad=PADDING[step.padding], **window)
         elif isinstance(step, Relu):
             graph.add("Relu")
         elif isinstance(step, Flatten):

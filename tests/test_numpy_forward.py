@@ -1,4 +1,4 @@
-"""The NumPy and ONNX runtimes compute what Keras computes, refuse what they cannot run, and MNIST_INFERENCE picks one."""
+"""The NumPy and ONNX runtimes compute what Keras does, refuse what they cannot run; MNIST_INFERENCE picks one."""
 
 import json
 import os

@@ -54,11 +54,19 @@ def test_usable_cpus_follow_the_affinity_mask():
 
 
 def test_plan_defaults_and_overrides(monkeypatch):
-    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "MNIST_TF_INTRA_OP_THREADS", "MNIST_TF_INTER_OP_THREADS"):
+    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "MNIST_TF_INTRA_OP_THREADS", "MNIST_TF_INTER_OP_THREADS",
+                 "MNIST_OPENCV_THREADS", "MNIST_ONNX_THREADS", "MNIST_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     plan = serving_plan()
-    assert plan["workers"] == usable_cpus() and plan["threads"] == 2
-    assert plan["tf_intra_op"] == plan["tf_inter_op"] == 1
+    assert plan["workers"] == usable_cpus() and plan["threads"] == 4
+    assert plan["tf_intra_op"] == plan["tf_inter_op"] == plan["opencv"] == plan["onnx"] == 1
+    # A store across the network keeps requests waiting longer: more threads overlap the waits.
+    monkeypatch.setenv("MNIST_DATABASE_URL", "cassandra://127.0.0.1:9042/mnist")
+    assert serving_plan()["threads"] == 6
+    monkeypatch.setenv("MNIST_DATABASE_URL", "sqlite:////tmp/records.sqlite3")
+    assert serving_plan()["threads"] == 4
+    monkeypatch.setenv("GUNICORN_THREADS", "3")
+    assert serving_plan()["threads"] == 3
     monkeypatch.setenv("WEB_CONCURRENCY", "5")
     monkeypatch.setenv("MNIST_TF_INTRA_OP_THREADS", "3")
     plan = serving_plan()

@@ -245,8 +245,12 @@ def image_ink(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_MAX
 
 
 # Colour to gray (ITU-R BT.601 luma weights, as OpenCV's conversion), by channel count and order.
-_GRAY = {("bgr", 3): cv2.COLOR_BGR2GRAY, ("bgr", 4): cv2.COLOR_BGRA2GRAY, ("rgb", 3): cv2.COLOR_RGB2GRAY,
-         ("rgb", 4): cv2.COLOR_RGBA2GRAY}
+_GRAY = {
+    ("bgr", 3): cv2.COLOR_BGR2GRAY,
+    ("bgr", 4): cv2.COLOR_BGRA2GRAY,
+    ("rgb", 3): cv2.COLOR_RGB2GRAY,
+    ("rgb", 4): cv2.COLOR_RGBA2GRAY,
+}
 
 
 def _to_gray(image, order="bgr"):

@@ -54,8 +54,15 @@ def test_usable_cpus_follow_the_affinity_mask():
 
 
 def test_plan_defaults_and_overrides(monkeypatch):
-    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "MNIST_TF_INTRA_OP_THREADS", "MNIST_TF_INTER_OP_THREADS",
-                 "MNIST_OPENCV_THREADS", "MNIST_ONNX_THREADS", "MNIST_DATABASE_URL"):
+    for name in (
+        "WEB_CONCURRENCY",
+        "GUNICORN_THREADS",
+        "MNIST_TF_INTRA_OP_THREADS",
+        "MNIST_TF_INTER_OP_THREADS",
+        "MNIST_OPENCV_THREADS",
+        "MNIST_ONNX_THREADS",
+        "MNIST_DATABASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     plan = serving_plan()
     assert plan["workers"] == usable_cpus() and plan["threads"] == 4

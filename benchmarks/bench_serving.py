@@ -11,9 +11,9 @@ real Cassandra 5.0 node (scripts/services.py, on free loopback ports). Each is d
 mnist_web.canvas): a warm-up, then the measured run; SQLite also at 4 connections. The Cassandra node
 gets a longer warm-up first (--cassandra-warmup): a freshly started JVM compiles Cassandra's write path
 during its first minutes under load (measured here: its CPU per write fell from 6.3 to 2.1 ms over 100 s),
-while a service's database has been running for long. It prints req/s,
-p50, p99, errors and the ratios to the constant endpoint, the time from starting gunicorn to a 200
-from /readyz, and the RSS of each worker.
+while a service's database has been running for long. It prints req/s, p50, p99, errors, the ratios to
+the constant endpoint, the CPU milliseconds gunicorn spent per request (and the Cassandra node), the time
+from starting gunicorn to a 200 from /readyz, and the RSS of each worker.
 
 `chaos` mode runs mnist_web on SQLite under the same load for 5 minutes; a third of the way in one
 worker is SIGKILLed, two thirds in another is recycled (SIGTERM: it finishes its requests and gunicorn
@@ -212,11 +212,31 @@ def run_wrk(base, script, connections, seconds, threads=2):
     return found
 
 
-def measure(server, script, connections, warmup, duration):
-    """A warm-up run (discarded) then the measured one."""
+def cpu_seconds(pids):
+    """User + system CPU seconds the processes have used so far (from /proc/<pid>/stat)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(server, script, connections, warmup, duration, others=()):
+    """A warm-up run (discarded) then the measured one, with the CPU milliseconds per request it took.
+
+    `cpu_ms`: gunicorn's master and workers; `others_cpu_ms`: the processes in `others` (a database node).
+    CPU per request is steadier than req/s on a shared machine: it does not count the time others take.
+    """
     if warmup > 0:
         run_wrk(server.base, script, connections, warmup)
-    return run_wrk(server.base, script, connections, duration)
+    pids = [server.process.pid, *server.workers()]
+    before = cpu_seconds(pids), cpu_seconds(others)
+    figures = run_wrk(server.base, script, connections, duration)
+    requests = max(figures["requests"], 1)
+    figures["cpu_ms"] = (cpu_seconds(pids) - before[0]) * 1000 / requests
+    figures["others_cpu_ms"] = (cpu_seconds(others) - before[1]) * 1000 / requests
+    return figures
 
 
 def worker_rss(server):
@@ -254,7 +274,8 @@ def print_row(name, figures, baseline, server):
     tail = figures["p99_us"] / max(figures["p50_us"], 1)
     print(
         f"{name:<26} {figures['rps']:>8.0f} {fmt_ms(figures['p50_us']):>8} {fmt_ms(figures['p99_us']):>9}"
-        f" {tail:>8.2f} {figures['errors']:>6} {ratio:>9.3f} {server.ready_s:>8.1f}   {worker_rss(server)}",
+        f" {tail:>8.2f} {figures['errors']:>6} {ratio:>9.3f} {figures['cpu_ms']:>10.2f} {server.ready_s:>8.1f}"
+        f"   {worker_rss(server)}",
         flush=True,
     )
 
@@ -265,7 +286,7 @@ def load_mode(args, folder, script):
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
     print(f"warm-up {args.warmup} s, measured {args.duration} s; extra env: {env or '-'}")
     header = f"{'target':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>9} {'p99/p50':>8} {'errors':>6}"
-    print(header + f" {'vs const':>9} {'ready s':>8}   worker RSS MiB", flush=True)
+    print(header + f" {'vs const':>9} {'cpu ms/req':>10} {'ready s':>8}   worker RSS MiB", flush=True)
     baseline = None
     runs = []
     if "constant" in targets:
@@ -291,8 +312,9 @@ def load_mode(args, folder, script):
             try:
                 if args.cassandra_warmup > 0:  # the JVM's compiler first (see the module's docstring)
                     run_wrk(server.base, script, args.connections, args.cassandra_warmup)
-                figures = measure(server, script, args.connections, args.warmup, args.duration)
+                figures = measure(server, script, args.connections, args.warmup, args.duration, [node.pid])
                 print_row(f"mnist_web cassandra, {args.connections} conns", figures, baseline, server)
+                print(f"  the Cassandra node's CPU per request: {figures['others_cpu_ms']:.2f} ms")
                 spool = sqlite3.connect(f"{folder}/spool.sqlite3").execute("SELECT COUNT(*) FROM spool").fetchone()
                 print(f"  records left in the spool after the run: {spool[0]}")
             finally:

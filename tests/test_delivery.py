@@ -281,7 +281,8 @@ def gunicorn_config(env):
     gunicorn = VENV_BIN / "gunicorn"
     if not gunicorn.exists():
         server_unavailable("gunicorn is not installed in this virtualenv")
-    clean = {k: v for k, v in os.environ.items() if not re.match(r"(HOST|PORT|WEB_CONCURRENCY|GUNICORN_.*)$", k)}
+    names = r"(HOST|PORT|WEB_CONCURRENCY|GUNICORN_.*|MNIST_DATABASE_URL)$"
+    clean = {k: v for k, v in os.environ.items() if not re.match(names, k)}
     result = subprocess.run(
         # --print-config loads the app after printing: give it a stdlib WSGI app, not ours.
         [str(gunicorn), "-c", "gunicorn.conf.py", "--print-config", "wsgiref.simple_server:demo_app"],
@@ -308,7 +309,7 @@ def test_gunicorn_defaults():
     assert settings["bind"] == "['127.0.0.1:5000']"
     assert settings["workers"] == str(usable_cpus())  # one per CPU this process may use
     assert settings["worker_class"] == "mnist_web.gunicorn_worker.JsonErrorThreadWorker"
-    assert settings["threads"] == "2"
+    assert settings["threads"] == "4"
     assert settings["timeout"] == "30"
     assert settings["preload_app"] == "False"
     assert settings["accesslog"] == "-"
@@ -325,6 +326,8 @@ def test_gunicorn_reads_the_environment():
     assert settings["workers"] == "3"
     assert settings["threads"] == "5"
     assert settings["timeout"] == "45"
+    # A store across the network: more threads overlap its round trips (mnist_web/concurrency.py).
+    assert gunicorn_config({"MNIST_DATABASE_URL": "cassandra://db:9042/mnist"})["threads"] == "6"
 
 
 # --------------------------------------------------------------------------------------------

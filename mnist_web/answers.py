@@ -12,7 +12,7 @@ import numpy as np
 from .calibration import NOT_A_DIGIT
 from .errors import InvalidMode, TooManyDigits
 from .limits import MAX_NUMBER_DIGITS, MODES
-from .preprocessing import NOT_GIVEN, digit_mask, normalize_ink, stroke_components
+from .preprocessing import digit_mask, normalize_ink, stroke_components
 from .segmentation import holds_several_digits, read_digits, scale_box
 
 # Digit mode looks for several digits only in ink whose strokes span this much wider than tall, or
@@ -65,7 +65,7 @@ def digit_answer(ink, scale, recognizer):
         "probabilities": list(prediction.probabilities),
         "model_input": model_input_bytes(model_input),
     }
-    if plausibly_several(ink, found) and holds_several_digits(ink, recognizer):
+    if plausibly_several(found) and holds_several_digits(ink, recognizer):
         # Not guessed as one digit (nor refused as none: a model with a "not a digit" class may call a
         # number that): the digits read are kept, and the page offers number mode. They are read a second
         # time here, which only drawings that do hold several digits pay.
@@ -84,7 +84,7 @@ def number_answer(ink, scale, recognizer):
     Each digit's box is in the submitted image's pixels. The confidence is the product of the digits'
     (how likely the whole string is right); a refused number's is the highest "not a digit" probability.
     """
-    if len(_pieces(ink)) > MOST_PIECES:
+    if len(_pieces(stroke_components(ink))) > MOST_PIECES:
         raise TooManyDigits(f"more than {MOST_PIECES} separate strokes: not a number of at most {MAX_NUMBER_DIGITS}")
     found = read_digits(ink, recognizer)
     if len(found) > MAX_NUMBER_DIGITS:
@@ -124,21 +124,20 @@ def number_answer(ink, scale, recognizer):
     }
 
 
-def _pieces(ink, found=NOT_GIVEN):
-    """The stroke pieces' stats rows [x, y, w, h, area] (dust aside), in the strokes' box."""
-    found = stroke_components(ink) if found is NOT_GIVEN else found
+def _pieces(found):
+    """The stroke pieces' stats rows [x, y, w, h, area] (dust aside) of stroke_components(ink), in the strokes' box."""
     if found is None:
         return np.zeros((0, 5), np.int32)
     stats = found[4][1:]
     return stats[stats[:, cv2.CC_STAT_AREA] >= MIN_PIECE_AREA]
 
 
-def plausibly_several(ink, found=NOT_GIVEN):
-    """Whether the strokes could be several digits side by side (then worth the segmentation's time).
+def plausibly_several(found):
+    """Whether the strokes (stroke_components of the ink) could be several digits side by side.
 
-    `found` is stroke_components(ink), when the caller has it.
+    Only then are they worth the segmentation's time.
     """
-    stats = _pieces(ink, found)
+    stats = _pieces(found)
     if not 0 < len(stats) <= MOST_PIECES:
         return False
     left, top = stats[:, 0].min(), stats[:, 1].min()

@@ -22,7 +22,6 @@ from .limits import ACCEPTED_IMAGE_TYPES, MAX_DECODED_BYTES, MAX_IMAGE_PIXELS
 
 SIDE = 28
 BOX = 20
-NOT_GIVEN = object()  # an argument left out (where None is a meaningful value)
 # Mean centre of mass of the MNIST training digits, in pixel-index coordinates (row, column).
 MNIST_CENTRE = (14.0, 14.0)
 # Stroke width (2 * ink mass / contour length) of a typical MNIST training digit, in 28x28 pixels.
@@ -187,17 +186,16 @@ def _decode_png8(data):
 
 def _decode_other(data, kind, width, height):
     """(pixels at working size, their channel order: "rgb" or OpenCV's "bgr") of a PNG or BMP."""
-    order = "bgr"
+    # libspng takes every canvas. OpenCV decodes the rest: BMP, 16-bit PNGs (it keeps the depth) and
+    # transparency given by a tRNS chunk, which pyspng does not apply. Decided on the submitted bytes, before
+    # they are re-packed much larger (a "tRNS" inside the compressed pixels only costs the fast path).
+    libspng = kind == "png" and png_integrity.header(data)[2] <= 8 and b"tRNS" not in data
     if kind == "png":
         data = png_integrity.checked_png(data)  # checked, and re-packed so the decoder need not inflate again
-        # Every canvas. OpenCV decodes the rest: 16-bit PNGs (it keeps the depth) and transparency given by
-        # a tRNS chunk, which pyspng does not apply (a match inside the pixel data only costs the fast path).
-        if png_integrity.header(data)[2] <= 8 and b"tRNS" not in data:
-            image, order = _decode_png8(data), "rgb"
-        else:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if libspng:
+        image, order = _decode_png8(data), "rgb"
     else:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        image, order = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), "bgr"
     if image is None or image.shape[0] != height or image.shape[1] != width:
         raise InvalidImage(f"the {kind.upper()} data could not be decoded")
     work_width, work_height = _work_shape(width, height)
@@ -305,12 +303,11 @@ def stroke_components(ink):
     return box, (top, left), count, labels, stats
 
 
-def digit_mask(ink, found=NOT_GIVEN):
+def digit_mask(ink, found):
     """The strokes of the digit, less specks that lie away from it (None without strokes).
 
-    `found` is stroke_components(ink) when the caller has it already (digit mode looks at it twice).
+    `found` is stroke_components(ink): digit mode also looks at it for several digits, so it is made once.
     """
-    found = stroke_components(ink) if found is NOT_GIVEN else found
     if found is None:
         return None
     box, (top, left), count, labels, stats = found
@@ -345,7 +342,7 @@ def normalize_ink(ink, mask=None):
     `mask` names the digit's stroke pixels when the caller knows them (the segmentation does); by
     default they are the strokes, less specks lying away from the digit.
     """
-    mask = digit_mask(ink) if mask is None else (mask if mask.any() else None)
+    mask = digit_mask(ink, stroke_components(ink)) if mask is None else (mask if mask.any() else None)
     if mask is None:
         raise NoDigitFound()
     rows = np.flatnonzero(mask.any(axis=1))

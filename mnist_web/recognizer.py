@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import DIGIT_CLASSES, NOT_A_DIGIT, Calibration
+from .concurrency import serving_plan
 from .config import Config
 from .folding import folded_forward
 from .limits import VERDICTS
@@ -113,8 +114,6 @@ class Recognizer:
         )
 
     def _load_onnx(self):
-        from .concurrency import serving_plan
-
         forward = OnnxForward.from_files(
             self.model_dir / MODEL_JSON, self.model_dir / MODEL_WEIGHTS, serving_plan()["onnx"]
         )

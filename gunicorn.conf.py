@@ -68,8 +68,9 @@ bind = [_bind_address(_env_str("HOST", "127.0.0.1") or "127.0.0.1", _env_int("PO
 # --- Workers -----------------------------------------------------------------------------------
 _plan = serving_plan()  # WEB_CONCURRENCY, GUNICORN_THREADS, or sized from the usable CPUs
 workers = _plan["workers"]
-# gthread, with gunicorn's own 400/414/431 answers as JSON with the security headers.
-worker_class = "mnist_web.gunicorn_worker.JsonErrorThreadWorker"
+# gthread, with gunicorn's own 400/414/431 answers as JSON with the security headers, and keep-alive
+# connections spread evenly over the workers (pre_fork and child_exit below keep its board).
+worker_class = "mnist_web.gunicorn_worker.ServingThreadWorker"
 threads = _plan["threads"]
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
@@ -118,6 +119,13 @@ def on_starting(server):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
 
 
+def pre_fork(server, worker):
+    """Give the worker about to be forked its slot on the connection board (in the master)."""
+    from mnist_web.gunicorn_worker import connection_board
+
+    worker.connection_slot = connection_board().claim()
+
+
 def post_worker_init(worker):
     """Load the model and open the store in this worker before it accepts its first connection."""
     from mnist_web.serving import prepare_worker
@@ -126,8 +134,12 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    """Drop a dead worker's live gauges and its metric files, so that files do not pile up."""
+    """Free a dead worker's board slot; drop its live gauges and metric files, so that files do not pile up."""
     from prometheus_client import multiprocess
+
+    from mnist_web.gunicorn_worker import connection_board
+
+    connection_board().release(getattr(worker, "connection_slot", None))
 
     multiprocess.mark_process_dead(worker.pid)
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

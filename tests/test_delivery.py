@@ -308,7 +308,7 @@ def test_gunicorn_defaults():
     settings = gunicorn_config({})
     assert settings["bind"] == "['127.0.0.1:5000']"
     assert settings["workers"] == str(usable_cpus())  # one per CPU this process may use
-    assert settings["worker_class"] == "mnist_web.gunicorn_worker.JsonErrorThreadWorker"
+    assert settings["worker_class"] == "mnist_web.gunicorn_worker.ServingThreadWorker"
     assert settings["threads"] == "4"
     assert settings["timeout"] == "30"
     assert settings["preload_app"] == "False"

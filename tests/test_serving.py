@@ -4,7 +4,8 @@
 (b) 16 concurrent first requests on a fresh store, two workers: all 201, each record stored once;
 (c) a worker SIGKILLed during a burst: every answered (201) prediction is in the store exactly once,
     only requests that worker held fail, and gunicorn replaces it;
-(d) a JSON body nested thousands of levels deep is a 400 JSON error on every JSON endpoint.
+(d) a JSON body nested thousands of levels deep is a 400 JSON error on every JSON endpoint;
+(e) keep-alive connections are spread evenly over the workers, also onto a worker started later.
 Correctness only: timings belong in benchmarks/bench_serving.py.
 """
 
@@ -13,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -22,6 +24,7 @@ from test_delivery import digit_pngs
 from test_store_contract import make_record
 
 from mnist_web.db import StoreHolder
+from mnist_web.gunicorn_worker import ConnectionBoard
 from mnist_web.store.base import new_record_id
 from mnist_web.store.sqlite import SqliteStore
 from support.harness import GunicornServer, http, log_tail
@@ -206,3 +209,110 @@ def test_threads_of_one_process_wait_for_the_schema(tmp_path):
         assert stored_id_counts(tmp_path / "fresh.sqlite3") == {str(record.id): 1 for record in records}
     finally:
         holder.close()
+
+
+def _established_per_worker(server):
+    """{worker pid: established connections it holds on the server's port}, read from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+                if local_port == server.port and state == "01":  # 01: ESTABLISHED
+                    inodes.add(f"socket:[{inode}]")
+    held = {}
+    for pid in server.workers():
+        with contextlib.suppress(FileNotFoundError):
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            held[pid] = sum(link in inodes for link in links)
+    return held
+
+
+def _wait_for_ready_workers(server, count, deadline_s=120):
+    """Wait until `count` workers have logged that they are ready (each then accepts connections)."""
+    deadline = time.monotonic() + deadline_s
+    while server.log_path.read_text().count("worker ready") < count:
+        assert time.monotonic() < deadline, log_tail(server.log_path)
+        time.sleep(0.1)
+
+
+def _keepalive_get(sock):
+    """GET /healthz on an open connection: (status, whether the server closes the connection after it)."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection without an answer"
+        reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers.get("connection", "").lower() == "close"
+
+
+def test_keepalive_connections_are_spread_evenly_over_the_workers(serve):
+    """16 connections opened at once end up 8 and 8 on two workers (the kernel alone splits them at random)."""
+    server = serve(workers=2, threads=2).wait_ready()
+    _wait_for_ready_workers(server, 2)
+    for _ in range(3):  # three bursts, each on fresh connections
+        socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(16)]
+        try:
+            assert [_keepalive_get(sock)[0] for sock in socks] == [200] * 16
+            held = _established_per_worker(server)
+            assert sum(held.values()) == 16 and max(held.values()) - min(held.values()) <= 1, held
+        finally:
+            for sock in socks:
+                sock.close()
+        deadline = time.monotonic() + 30
+        while sum(_established_per_worker(server).values()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the workers see the closes before the next burst
+
+
+def test_a_new_worker_gets_its_share_of_existing_keepalive_connections(serve):
+    """Connections held by one worker are moved to a worker started later: told to close, they come back."""
+    server = serve(workers=1, threads=2).wait_ready()
+    _wait_for_ready_workers(server, 1)
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(8)]
+    try:
+        assert [_keepalive_get(sock)[0] for sock in socks] == [200] * 8
+        assert sorted(_established_per_worker(server).values()) == [8]
+        os.kill(server.process.pid, signal.SIGTTIN)  # one more worker
+        _wait_for_ready_workers(server, 2)
+        reconnected = 0
+        for _ in range(5):  # rounds of one request per connection, reconnecting where told to close
+            for index, sock in enumerate(socks):
+                status, closes = _keepalive_get(sock)
+                assert status == 200
+                if closes:
+                    sock.close()
+                    socks[index] = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                    reconnected += 1
+        held = _established_per_worker(server)
+        assert sorted(held.values()) == [4, 4], held
+        assert reconnected == 4  # exactly the share moved, no connection closed for nothing
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_connection_board_is_shared_with_forked_workers_and_frees_slots():
+    board = ConnectionBoard(slots=4)
+    first, second = board.claim(), board.claim()
+    assert (first, second) == (0, 1)
+    assert board.fewest_others(first) is None  # the second one is not accepting yet
+    pid = os.fork()
+    if pid == 0:  # a worker: publishes its count in the shared memory, then leaves at once
+        board.publish(second, 3)
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert board.fewest_others(first) == 3
+    board.publish(first, 2)
+    assert board.fewest_others(second) == 2
+    board.release(second)  # gunicorn's child_exit
+    assert board.fewest_others(first) is None
+    assert board.claim() == second  # the lowest free slot is used again
+    assert [board.claim(), board.claim()] == [2, 3] and board.claim() is None  # full: that worker just accepts

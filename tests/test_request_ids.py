@@ -1,12 +1,15 @@
 """Record ids from the proxy's request id: a retried POST stores one record; untrusted headers are ignored."""
 
+import concurrent.futures
+import datetime
+import os
 import time
 
 import pytest
 
 from mnist_web import create_app
 from mnist_web.request_ids import derived_record_id, record_id_for
-from mnist_web.store.base import record_time
+from mnist_web.store.base import RANDOM_NODE_BIT, new_record_id, record_time
 
 REQUEST_ID = "0123456789abcdef0123456789abcdef"
 
@@ -43,6 +46,24 @@ def test_derived_ids_keep_time_order():
     ids = [derived_record_id(f"{n:032x}", 1_700_000_000_000 + n) for n in range(50)]
     assert [i.time for i in ids] == sorted(i.time for i in ids)
     assert len(set(ids)) == 50
+
+
+def test_fresh_ids_are_timeuuids_of_now_unique_across_threads_and_forks():
+    before = datetime.datetime.now(datetime.UTC)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ids = [i for batch in pool.map(lambda _: [new_record_id() for _ in range(2000)], range(8)) for i in batch]
+    after = datetime.datetime.now(datetime.UTC)
+    assert len(set(ids)) == len(ids) == 16_000  # many share a millisecond, none an id
+    assert all(i.version == 1 and i.node & RANDOM_NODE_BIT for i in ids)
+    assert all(before.replace(microsecond=before.microsecond // 1000 * 1000) <= record_time(i) <= after for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a forked worker: its ids carry a node of its own
+        os.write(write, new_record_id().bytes)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = type(ids[0])(bytes=os.read(read, 16))
+    assert child.node != ids[0].node and child not in set(ids)
 
 
 @pytest.mark.parametrize("proxy_count, records", [(1, 1), (0, 2)])

@@ -3,9 +3,13 @@
 import abc
 import dataclasses
 import datetime
+import random
+import threading
+import time
 import uuid
 
 from ..errors import InvalidLabel
+from ..forklocal import ForkLocal
 from ..limits import DIGIT_VERDICT, DIGITS, NOT_A_DIGIT_VERDICT, is_digit, is_number
 
 
@@ -128,12 +132,41 @@ def counts_as_correct(label, digit, number_label, number):
     return number_label is not None and number_label == number
 
 
+UUID_EPOCH_TICKS = 0x01B21DD213814000  # uuid1 time counts 100 ns intervals since 1582-10-15; this is 1970
+# RFC 9562 section 6.10: a random node id sets the multicast bit, so it can never be a real MAC address.
+RANDOM_NODE_BIT = 1 << 40
+
+
+class _TimeuuidClock:
+    """One process's timeuuid source: a random node and clock sequence, and 100 ns ticks that never repeat.
+
+    uuid.uuid1() asks the uuidd daemon (a failed socket connect on every call where none runs) and uses
+    the host's MAC for every process; this takes a few microseconds, and processes differ by their node.
+    """
+
+    def __init__(self):
+        rng = random.SystemRandom()
+        self.node = rng.getrandbits(48) | RANDOM_NODE_BIT
+        self.clock_seq = rng.getrandbits(14)
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next_ticks(self):
+        """Now in uuid1 ticks, one more than the last answer if the clock has not moved (or went back)."""
+        with self._lock:
+            self._last = max(time.time_ns() // 100 + UUID_EPOCH_TICKS, self._last + 1)
+            return self._last
+
+
+_clock = ForkLocal(_TimeuuidClock)  # a forked worker draws its own node
+
+
 def new_record_id():
     """A fresh time-based UUID (timeuuid), unique even for records made in the same millisecond."""
-    return uuid.uuid1()
+    clock = _clock.get()
+    return timeuuid(clock.next_ticks(), clock.clock_seq, clock.node)
 
 
-UUID_EPOCH_TICKS = 0x01B21DD213814000  # uuid1 time counts 100 ns intervals since 1582-10-15; this is 1970
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 

@@ -33,11 +33,10 @@ Retention: rollup rows expire with their day's records (retention.py), so stats 
 import datetime
 import struct
 import time
-import uuid
 
 from ..limits import DIGITS
 from . import retention
-from .base import BUCKETS, NUMBER_BUCKETS, STAT_KEYS, Stats, bucket, counts_as_correct, record_time
+from .base import BUCKETS, NUMBER_BUCKETS, STAT_KEYS, Stats, bucket, counts_as_correct, new_record_id, record_time
 from .fields import DIGIT, LABEL, MODE, NUMBER, NUMBER_LABEL, VERDICT
 
 BUCKET = 0  # stat_marks and stat_days are single partitions: a few rows per recent hour, a row per day
@@ -119,7 +118,7 @@ def current_hour(now=None):
 
 def mark_values(day, hour, ttl):
     """Values for the 'mark' statement: a fresh mark id for (day, hour)."""
-    return (BUCKET, day, hour, uuid.uuid1(), ttl or 0)
+    return (BUCKET, day, hour, new_record_id(), ttl or 0)
 
 
 def hour_start(day, hour):

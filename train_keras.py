@@ -7,9 +7,11 @@ model/model_mnist.weights.h5 + model/calibration.json) with metrics and plots.
 
     python train_keras.py [--epochs 45] [--output model] [--data-dir ../shared/mnist] [--limit N]
     python train_keras.py --init-from model --epochs 4   # fine-tune a trained model (README, Training runs)
+    python train_keras.py --init-from model --refit-refusal   # refit only the not-a-digit output (minutes)
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import platform
@@ -37,9 +39,11 @@ STROKE_CHANGE_PROBABILITY = 0.3
 CANVAS_FRACTION = 0.5
 CANVAS_COPIES = 1  # random drawings of each training digit (2 traded MNIST-test for canvas accuracy)
 CANVAS_CHUNKS = 8  # fixed, so the drawings do not depend on the number of CPUs
-# The eleventh class: drawings that are not digits (mnist_web/not_digits.py: fonts, shapes, scribbles).
+# The eleventh class: drawings that are not digits (mnist_web/not_digits.py: fonts, shapes, scribbles, and
+# glyph centre lines traced with a round pen), each kind with its own validation drawings.
 CLASSES = 11
 NEGATIVES = 30_000
+TRACED_NEGATIVES = 24_000
 VALIDATION_NEGATIVES = 3_000
 NEGATIVE_FRACTION = 0.15  # of every batch
 # The refusal threshold refuses at most this share of the validation digits (MNIST and canvas drawings),
@@ -47,6 +51,10 @@ NEGATIVE_FRACTION = 0.15  # of every batch
 MAX_DIGIT_REFUSAL = 0.0005
 # Fine-tuning (--init-from): a gentler peak learning rate, the schedule otherwise the same.
 FINE_TUNE_LEARNING_RATE = 3e-4
+# --refit-refusal: full-batch Adam on the not-a-digit row of the output layer, every other weight frozen.
+REFIT_STEPS = 600
+REFIT_LEARNING_RATE = 0.01
+REFIT_L2 = 1e-4
 
 
 def parse_args():
@@ -69,18 +77,25 @@ def parse_args():
         type=Path,
         help="start from the weights of a trained model folder (a 10-class one gains the not-a-digit class)",
     )
+    parser.add_argument(
+        "--refit-refusal",
+        action="store_true",
+        help="with --init-from: train nothing but the not-a-digit output, on the frozen features, then calibrate",
+    )
     return parser.parse_args()
 
 
 def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args()
+    if args.refit_refusal and not args.init_from:
+        raise SystemExit("--refit-refusal needs --init-from: the model whose not-a-digit output is refitted")
 
     import keras
     import tensorflow as tf
     from keras import layers
 
-    from mnist_web.calibration import NOT_A_DIGIT, Calibration, answer_ece, fit_temperature
+    from mnist_web.calibration import NOT_A_DIGIT, Calibration, answer_ece, fit_calibration
     from mnist_web.datasets import load_mnist
 
     keras.utils.set_random_seed(args.seed)
@@ -100,8 +115,19 @@ def main():
         "drawing non-digits for training (%d in a full run) and %d for validation", NEGATIVES, VALIDATION_NEGATIVES
     )
     # A shorter run (--limit) draws proportionally fewer.
-    x_negative = render_negatives(NEGATIVES * len(x_train) // (len(x_all) - VALIDATION_SIZE), args.seed)
-    x_val_negative = render_negatives(VALIDATION_NEGATIVES, args.seed + 7)
+    share = len(x_train) / (len(x_all) - VALIDATION_SIZE)
+    x_negative = np.concatenate(
+        [
+            render_negatives(int(NEGATIVES * share), args.seed),
+            render_negatives(int(TRACED_NEGATIVES * share), args.seed + 3, traced=True),
+        ]
+    )
+    x_val_negative = np.concatenate(
+        [
+            render_negatives(VALIDATION_NEGATIVES, args.seed + 7),
+            render_negatives(VALIDATION_NEGATIVES, args.seed + 9, traced=True),
+        ]
+    )
     pool_x = np.concatenate([x_train, x_canvas, x_negative])[..., None]
     pool_y = np.concatenate([y_train] * (1 + CANVAS_COPIES) + [np.full(len(x_negative), NOT_A_DIGIT, np.uint8)])
     steps_per_epoch = len(x_train) // BATCH_SIZE
@@ -193,11 +219,16 @@ def main():
         jit_compile=False,
     )
 
-    # --- Training ---
-    history = model.fit(
-        train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds, verbose=1
-    )
+    # --- Training (or, with --refit-refusal, only the not-a-digit output) ---
+    if args.refit_refusal:
+        history = None
+        refit_refusal(model, np.concatenate([x_train, x_canvas]), x_negative)
+    else:
+        history = model.fit(
+            train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds, verbose=1
+        )
     training_seconds = time.time() - started
+    validation_accuracy = float((model.predict(val_x, batch_size=1024, verbose=0).argmax(axis=1) == val_y).mean())
     # --- Calibration, on validation data only: MNIST digits, their canvas drawings, non-digits ---
     # The canvas drawings of the validation digits are also the figure to choose between runs by.
     x_val_canvas = render_canvas(x_all[val_idx], args.seed + 1, copies=1)
@@ -208,11 +239,14 @@ def main():
     labels = {"mnist": y_val, "canvas": y_val, "negatives": np.full(len(x_val_negative), NOT_A_DIGIT)}
     all_raw = np.concatenate(list(raw.values()))
     all_labels = np.concatenate(list(labels.values()))
-    temperature = fit_temperature(all_raw, all_labels)
-    # Refuse where P(not a digit) is at least the value only MAX_DIGIT_REFUSAL of validation digits reach.
-    digit_rest = Calibration(temperature).apply(np.concatenate([raw["mnist"], raw["canvas"]]))[:, NOT_A_DIGIT]
-    refuse_at = float(max(0.5, np.quantile(digit_rest, 1 - MAX_DIGIT_REFUSAL) + 1e-6))
-    calibration = Calibration(temperature, refuse_at)
+    # Temperature, not-a-digit bias, and the threshold that refuses MAX_DIGIT_REFUSAL of validation digits.
+    calibration = fit_calibration(
+        np.concatenate([raw["mnist"], raw["canvas"]]),
+        np.concatenate([labels["mnist"], labels["canvas"]]),
+        raw["negatives"],
+        MAX_DIGIT_REFUSAL,
+    )
+    refuse_at = calibration.refuse_at  # "before" figures: the same refusals, no temperature or bias
     validation = {}
     for name, probabilities in raw.items():
         answers = calibration.classes(calibration.apply(probabilities))
@@ -223,9 +257,7 @@ def main():
     validation["ece_before"] = answer_ece(Calibration(1.0, refuse_at), all_raw, all_labels)
     validation["ece_after"] = answer_ece(calibration, all_raw, all_labels)
     validation_canvas_accuracy = validation["canvas"]["accuracy"]
-    logging.info(
-        "temperature %.3f, refuse at P(not a digit) >= %.4f; validation %s", temperature, refuse_at, validation
-    )
+    logging.info("calibration %s; validation %s", calibration, validation)
 
     # --- The test set, used once (a refusal counts as wrong) ---
     probabilities = model.predict(x_test.astype("float32")[..., None] / 255.0, batch_size=1024, verbose=0)
@@ -253,18 +285,19 @@ def main():
         "test_errors": int((predicted != y_test).sum()),
         "per_class_accuracy": {str(d): float(confusion[d, d] / confusion[d].sum()) for d in range(10)},
         "confusion_matrix": confusion.tolist(),
-        "validation_accuracy": float(history.history["val_accuracy"][-1]),
+        "validation_accuracy": validation_accuracy,
         "validation_canvas_accuracy": validation_canvas_accuracy,
         "test_refused": int((predicted == NOT_A_DIGIT).sum()),
         "test_ece": test_ece,
-        "calibration": {"temperature": temperature, "refuse_at": refuse_at, "validation": validation},
+        "calibration": {**dataclasses.asdict(calibration), "validation": validation},
         "initialised_from": str(args.init_from) if args.init_from else None,
-        "epochs": args.epochs,
+        "refit_refusal_only": args.refit_refusal,
+        "epochs": 0 if args.refit_refusal else args.epochs,
         "seed": args.seed,
         "training_seconds": round(training_seconds, 1),
         "hyper_parameters": {
             **{name: value for name, value in globals().items() if name.isupper() and isinstance(value, (int, float))},
-            "EPOCHS": args.epochs,
+            "EPOCHS": 0 if args.refit_refusal else args.epochs,
             "SEED": args.seed,
         },
         "versions": {
@@ -276,7 +309,7 @@ def main():
         "machine": {"processor": platform.processor() or platform.machine(), "cpus": __import__("os").cpu_count()},
     }
     (args.output / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    save_plots(history.history, confusion, args.output)
+    save_plots(history.history if history else None, confusion, args.output)
     logging.info("wrote %s in %.0f s", args.output, training_seconds)
 
 
@@ -296,14 +329,14 @@ def render_canvas(images, seed, copies):
         return np.concatenate(pool.starmap(canvas_model_inputs, jobs))
 
 
-def render_negatives(count, seed):
-    """`count` non-digit drawings preprocessed as the service would, drawn on all CPUs."""
+def render_negatives(count, seed, traced=False):
+    """`count` non-digit drawings (font drawings, or pen-traced centre lines) preprocessed as the service would."""
     import multiprocessing
 
     from mnist_web.not_digits import training_model_inputs
 
     sizes = [len(c) for c in np.array_split(np.arange(count), CANVAS_CHUNKS)]
-    jobs = [(size, seed * 1000 + number) for number, size in enumerate(sizes)]
+    jobs = [(size, seed * 1000 + number, traced) for number, size in enumerate(sizes)]
     with multiprocessing.get_context("spawn").Pool() as pool:
         return np.concatenate(pool.starmap(training_model_inputs, jobs))
 
@@ -328,13 +361,62 @@ def start_from(model, folder):
     logging.info("started from the weights of %s", folder)
 
 
+def refit_refusal(model, digits, negatives):
+    """Refit the output layer's not-a-digit row on the frozen penultimate features; the digits' rows stay as they are.
+
+    P(not a digit) = sigmoid(z_not - logsumexp(z_digits)), so with the digit logits fixed this is a logistic
+    regression on the 256 features: convex, fitted here by full-batch Adam in float32 in about a minute.
+    """
+    import keras
+
+    from mnist_web.calibration import NOT_A_DIGIT
+
+    # The output layer's input: the last Dropout, which passes the features through when predicting.
+    features = keras.Model(model.inputs, model.layers[-2].output)
+    h = features.predict(np.concatenate([digits, negatives])[..., None], batch_size=1024, verbose=0)
+    h = h.astype(np.float32)
+    is_negative = np.r_[np.zeros(len(digits)), np.ones(len(negatives))].astype(np.float32)
+    kernel, bias = model.layers[-1].get_weights()
+    digit_logits = h @ kernel[:, :NOT_A_DIGIT] + bias[:NOT_A_DIGIT]
+    top = digit_logits.max(axis=1)
+    digits_lse = top + np.log(np.exp(digit_logits - top[:, None]).sum(axis=1))
+    weights = np.r_[kernel[:, NOT_A_DIGIT], bias[NOT_A_DIGIT]].astype(np.float32)
+    first, second = np.zeros_like(weights), np.zeros_like(weights)
+    for step in range(1, REFIT_STEPS + 1):
+        p_not = 1.0 / (1.0 + np.exp(digits_lse - (h @ weights[:-1] + weights[-1])))
+        error = (p_not - is_negative) / len(h)
+        gradient = np.r_[h.T @ error + REFIT_L2 * weights[:-1], error.sum()]
+        first = 0.9 * first + 0.1 * gradient
+        second = 0.999 * second + 0.001 * gradient**2
+        weights -= REFIT_LEARNING_RATE * (first / (1 - 0.9**step)) / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
+        if step % 200 == 0:
+            loss = -np.mean(np.log(np.where(is_negative == 1, p_not, 1 - p_not) + 1e-12))
+            logging.info("refit step %d: loss %.4f", step, loss)
+    kernel[:, NOT_A_DIGIT], bias[NOT_A_DIGIT] = weights[:-1], weights[-1]
+    model.layers[-1].set_weights([kernel, bias])
+
+
 def save_plots(history, confusion, output):
-    """Write learning-curves.png and confusion-matrix.png."""
+    """Write confusion-matrix.png, and learning-curves.png when there was training (a history)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if history is not None:
+        save_learning_curves(plt, history, output)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(np.log1p(confusion), cmap="Blues")
+    for (row, col), count in np.ndenumerate(confusion):
+        ax.text(col, row, count, ha="center", va="center", fontsize=7, color="black" if row != col else "white")
+    ax.set(xticks=range(confusion.shape[1]), yticks=range(10), xlabel="predicted (10: not a digit)", ylabel="true")
+    ax.set_title("MNIST test confusion matrix")
+    fig.tight_layout()
+    fig.savefig(output / "confusion-matrix.png", dpi=100)
+
+
+def save_learning_curves(plt, history, output):
+    """Write learning-curves.png: loss and accuracy per epoch, training and validation."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = range(1, len(history["loss"]) + 1)
     loss_ax.plot(epochs, history["loss"], label="training")
@@ -348,15 +430,6 @@ def save_plots(history, confusion, output):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(output / "learning-curves.png", dpi=100)
-
-    fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(np.log1p(confusion), cmap="Blues")
-    for (row, col), count in np.ndenumerate(confusion):
-        ax.text(col, row, count, ha="center", va="center", fontsize=7, color="black" if row != col else "white")
-    ax.set(xticks=range(confusion.shape[1]), yticks=range(10), xlabel="predicted (10: not a digit)", ylabel="true")
-    ax.set_title("MNIST test confusion matrix")
-    fig.tight_layout()
-    fig.savefig(output / "confusion-matrix.png", dpi=100)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,12 @@ NOT_A_DIGIT = DIGIT_CLASSES
 ECE_BINS = 15
 
 
-def _scaled(raw, temperature):
+def _scaled(raw, temperature, not_a_digit_bias=0.0):
     raw = np.asarray(raw, np.float64)
-    logits = np.log(np.maximum(raw, 1e-12)) / temperature
+    logits = np.log(np.maximum(raw, 1e-12))
+    if not_a_digit_bias and logits.shape[1] > DIGIT_CLASSES:
+        logits[:, NOT_A_DIGIT] += not_a_digit_bias
+    logits /= temperature
     logits -= logits.max(axis=1, keepdims=True)
     scaled = np.exp(logits)
     return scaled / scaled.sum(axis=1, keepdims=True)
@@ -32,6 +35,10 @@ class Calibration:
 
     temperature: float = 1.0
     refuse_at: float = 1.0  # refuse when P(not a digit) reaches this (1.0 with a 10-class model: never)
+    # Added to the not-a-digit output's log-probability before the temperature: a model whose refusal output
+    # was refitted alone (train_keras.py --refit-refusal) lends digits some of that class's mass, which makes
+    # the digits' answers under-confident; the bias hands it back (fit_calibration).
+    not_a_digit_bias: float = 0.0
 
     @classmethod
     def load(cls, model_dir):
@@ -40,16 +47,16 @@ class Calibration:
         if not path.exists():
             return cls()
         found = json.loads(path.read_text())
-        return cls(float(found["temperature"]), float(found["refuse_at"]))
+        return cls(float(found["temperature"]), float(found["refuse_at"]), float(found.get("not_a_digit_bias", 0.0)))
 
     def save(self, model_dir, **facts):
         """Write calibration.json (with any facts worth keeping beside it, such as validation figures)."""
-        body = {"temperature": self.temperature, "refuse_at": self.refuse_at, **facts}
+        body = {**dataclasses.asdict(self), **facts}
         (Path(model_dir) / CALIBRATION).write_text(json.dumps(body, indent=1) + "\n")
 
     def apply(self, raw):
         """(n, 11) calibrated probabilities (ten digits, then not-a-digit) from (n, 10|11) softmax outputs."""
-        scaled = _scaled(raw, self.temperature)
+        scaled = _scaled(raw, self.temperature, self.not_a_digit_bias)
         if scaled.shape[1] == DIGIT_CLASSES:
             scaled = np.concatenate([scaled, np.zeros((len(scaled), 1))], axis=1)
         return scaled.astype(np.float32)
@@ -74,7 +81,7 @@ class Calibration:
         return np.where(self.refused(calibrated), calibrated[:, NOT_A_DIGIT], calibrated[:, :DIGIT_CLASSES].max(axis=1))
 
 
-def fit_temperature(raw, labels):
+def fit_temperature(raw, labels, not_a_digit_bias=0.0):
     """The temperature that minimises the negative log-likelihood of labels (0-10) under raw softmax outputs."""
     labels = np.asarray(labels)
     best = None
@@ -82,9 +89,38 @@ def fit_temperature(raw, labels):
     for grid in (np.exp(np.linspace(np.log(0.2), np.log(5.0), 41)), None):
         if grid is None:
             grid = best * np.exp(np.linspace(-0.1, 0.1, 41))
-        losses = [-np.log(_scaled(raw, t)[np.arange(len(labels)), labels] + 1e-12).mean() for t in grid]
+        losses = [
+            -np.log(_scaled(raw, t, not_a_digit_bias)[np.arange(len(labels)), labels] + 1e-12).mean() for t in grid
+        ]
         best = float(grid[int(np.argmin(losses))])
     return best
+
+
+# Candidate not-a-digit biases (log-probability units), from none to a strong one.
+BIAS_GRID = tuple(-0.25 * step for step in range(17))
+
+
+def fit_calibration(digit_raw, digit_labels, negative_raw, max_digit_refusal):
+    """Temperature, refusal threshold and not-a-digit bias, from validation digits and non-digits (raw outputs).
+
+    For each bias: the temperature by likelihood over all of them; the threshold that refuses at most
+    `max_digit_refusal` of the digits (never below an even chance). The bias kept is the one whose digits'
+    answers are best calibrated (lowest ECE); with a 10-class model there is no bias and no refusal.
+    """
+    if np.shape(digit_raw)[1] == DIGIT_CLASSES:  # no not-a-digit output: a temperature, and never a refusal
+        return Calibration(fit_temperature(digit_raw, digit_labels))
+    all_raw = np.concatenate([digit_raw, negative_raw])
+    all_labels = np.r_[digit_labels, np.full(len(negative_raw), NOT_A_DIGIT)]
+    best = None
+    for bias in BIAS_GRID:
+        temperature = fit_temperature(all_raw, all_labels, bias)
+        rest = Calibration(temperature, not_a_digit_bias=bias).apply(digit_raw)[:, NOT_A_DIGIT]
+        refuse_at = float(max(0.5, np.quantile(rest, 1 - max_digit_refusal) + 1e-6))
+        candidate = Calibration(temperature, refuse_at, bias)
+        error = answer_ece(candidate, digit_raw, digit_labels)
+        if best is None or error < best[0]:
+            best = (error, candidate)
+    return best[1]
 
 
 def expected_calibration_error(confidences, correct, bins=ECE_BINS):

@@ -3,7 +3,8 @@
 Two generators, built differently on purpose, so that the evaluation measures what the model learnt
 and not how one generator draws:
 - training_drawing(): glyphs of OpenCV's Hershey stroke fonts and Debian's DejaVu TrueType fonts,
-  geometric shapes, scribbles, hatching and compositions of them (train_keras.py; validation uses other seeds).
+  geometric shapes, scribbles, hatching and compositions of them (train_keras.py; validation uses other seeds);
+  traced_drawing(): those fonts' glyph centre lines and doodles, bent and traced with a round pen.
 - evaluation_drawings(): hand-written stroke skeletons of letters, symbols and doodles, drawn with a
   wobbling pen the way a mouse or finger draws them on the page (`flask evaluate`, never trained on).
 
@@ -43,16 +44,17 @@ def _pen(rng):
     return int(rng.integers(*PEN_WIDTHS))
 
 
-def _place(ink, rng, side=CANVAS_SIDE):
-    """Crop ink to its strokes, scale it to a random size, turn it a little and put it on the canvas."""
+def _place(ink, rng, side=CANVAS_SIDE, keep_size=False):
+    """Crop ink to its strokes, scale it to a random size (unless keep_size) and put it anywhere on the canvas."""
     ink = _crop(ink)
     if ink is None:
         return np.zeros((side, side), np.float32)
-    longest = float(np.exp(rng.uniform(np.log(60), np.log(0.92 * side))))
-    zoom = longest / max(ink.shape)
-    aspect = rng.uniform(0.75, 1.3)
-    size = (max(2, round(ink.shape[1] * zoom * aspect)), max(2, round(ink.shape[0] * zoom)))
-    ink = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
+    if not keep_size:
+        longest = float(np.exp(rng.uniform(np.log(60), np.log(0.92 * side))))
+        zoom = longest / max(ink.shape)
+        aspect = rng.uniform(0.75, 1.3)
+        size = (max(2, round(ink.shape[1] * zoom * aspect)), max(2, round(ink.shape[0] * zoom)))
+        ink = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
     if max(ink.shape) > side:
         fit = side / max(ink.shape)
         ink = cv2.resize(ink, (max(1, int(ink.shape[1] * fit)), max(1, int(ink.shape[0] * fit))))
@@ -287,17 +289,109 @@ def _hand_wobble(ink, rng):
     return cv2.remap(ink, cols + field[0], rows + field[1], cv2.INTER_LINEAR)
 
 
-def training_model_inputs(count, seed):
-    """`count` training negatives, preprocessed as the service would (28x28 float32 each)."""
+# ---- training negatives: glyph centre lines traced with a round pen -------------------------------
+# A font draws a letter's outline; a hand draws its centre line with a round pen. These take a glyph's
+# centre line (a Hershey glyph drawn 1 px thin, or a DejaVu glyph thinned to its skeleton), bend it, and
+# trace it with a 10-26 px round pen at canvas scale. Added to the font drawings, they took the refusal
+# of freehand non-digits from 61 % to 75 % (README, "Not a digit"); they never use the evaluation's skeletons.
+TRACED_PEN_WIDTHS = (10, 26)
+
+
+def _thin(mask):
+    """A boolean mask thinned to 1-px lines (Zhang-Suen, both sub-iterations vectorised)."""
+    img = np.pad(mask.astype(np.uint8), 1)
+    changed = True
+    while changed:
+        changed = False
+        for step in (0, 1):
+            n = [img[:-2, 1:-1], img[:-2, 2:], img[1:-1, 2:], img[2:, 2:],
+                 img[2:, 1:-1], img[2:, :-2], img[1:-1, :-2], img[:-2, :-2]]  # fmt: skip
+            neighbours = sum(x.astype(np.int32) for x in n)
+            transitions = sum(((n[i] == 0) & (n[(i + 1) % 8] == 1)).astype(np.int32) for i in range(8))
+            north, east, south, west = n[0], n[2], n[4], n[6]
+            if step == 0:
+                side = (north * east * south == 0) & (east * south * west == 0)
+            else:
+                side = (north * east * west == 0) & (north * south * west == 0)
+            remove = (img[1:-1, 1:-1] == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & side
+            if remove.any():
+                changed = True
+                img = img.copy()
+                img[1:-1, 1:-1][remove] = 0
+    return img[1:-1, 1:-1].astype(bool)
+
+
+def _hershey_centre_line(rng, work=300):
+    text = "".join(rng.choice(list(TRAINING_LETTERS + TRAINING_SYMBOLS), int(rng.choice((1, 1, 1, 1, 2)))))
+    font = int(rng.choice(HERSHEY_FONTS))
+    (width, height), _ = cv2.getTextSize(text, font, 4.0, 1)
+    fit = 0.8 * work / max(width, height, 1)
+    canvas = np.zeros((work, work), np.uint8)
+    cv2.putText(canvas, text, (int(0.1 * work), int(0.5 * work + height * fit / 2)), font, 4.0 * fit, 255, 1)
+    return canvas > 0
+
+
+def _truetype_centre_line(rng, fonts):
+    from PIL import Image, ImageDraw, ImageFont  # training only; the service does not need Pillow
+
+    font = ImageFont.truetype(str(rng.choice(fonts)), 120)
+    image = Image.new("L", (200, 200), 0)
+    ImageDraw.Draw(image).text(
+        (40, 20), str(rng.choice(list(TRAINING_LETTERS + TRAINING_SYMBOLS))), fill=255, font=font
+    )
+    return _thin(np.asarray(image) > 127)
+
+
+def _doodle_centre_line(rng, work=300):
+    canvas = np.zeros((work, work), np.uint8)
+    if rng.random() < 0.5:  # a few straight or bent strokes (closed loops are left out: a loop is a 0)
+        for _ in range(int(rng.integers(2, 5))):
+            points = rng.uniform(0.1 * work, 0.9 * work, (int(rng.integers(2, 4)), 2))
+            cv2.polylines(canvas, [points.astype(np.int32).reshape(-1, 1, 2)], False, 255, 1)
+    else:  # a filled blob
+        t = np.linspace(0, 2 * np.pi, 60)
+        radius = 0.3 * work * (1 + 0.2 * np.sin(int(rng.integers(2, 5)) * t + rng.uniform(0, 6)))
+        points = np.stack([work / 2 + radius * np.cos(t) * rng.uniform(0.6, 1), work / 2 + radius * np.sin(t)], 1)
+        cv2.fillPoly(canvas, [points.astype(np.int32)], 255)
+    return canvas > 0
+
+
+def traced_drawing(rng, fonts=None):
+    """One glyph or doodle centre line, bent and traced with a round pen: canvas ink (float32 0..1, 280x280)."""
+    fonts = fonts if fonts is not None else sorted(glob.glob(TRUETYPE_FONTS))
+    pick = rng.random()
+    if pick < 0.5:
+        line = _hershey_centre_line(rng)
+    elif pick < 0.8 and fonts:
+        line = _truetype_centre_line(rng, fonts)
+    else:
+        line = _doodle_centre_line(rng)
+    line = _hand_wobble(line.astype(np.float32), rng) > 0.25
+    rows, cols = np.flatnonzero(line.any(1)), np.flatnonzero(line.any(0))
+    if rows.size == 0:
+        return np.zeros((CANVAS_SIDE, CANVAS_SIDE), np.float32)
+    line = line[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    zoom = float(np.exp(rng.uniform(np.log(70), np.log(0.85 * CANVAS_SIDE)))) / max(line.shape)
+    radius = max(1, round(rng.uniform(*TRACED_PEN_WIDTHS) / zoom / 2))  # the pen, at the glyph's scale
+    line = np.pad(line, radius + 2).astype(np.uint8)
+    ink = cv2.dilate(line, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)).astype(np.float32)
+    size = (max(2, round(ink.shape[1] * zoom * rng.uniform(0.7, 1.3))), max(2, round(ink.shape[0] * zoom)))
+    ink = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
+    return _place(np.clip(ink, 0, 1), rng, keep_size=True)  # sized above, where the pen width was chosen
+
+
+def training_model_inputs(count, seed, traced=False):
+    """`count` training negatives (font drawings, or with `traced` pen-traced centre lines), preprocessed (28x28)."""
     from .errors import NoDigitFound
     from .preprocessing import extract_ink, normalize_ink
 
     rng = np.random.default_rng(seed)
     fonts = sorted(glob.glob(TRUETYPE_FONTS))
+    draw = traced_drawing if traced else training_drawing
     out = np.zeros((count, 28, 28), np.float32)
     made = 0
     while made < count:
-        ink = np.round(training_drawing(rng, fonts) * 255) / 255
+        ink = np.round(draw(rng, fonts) * 255) / 255
         try:
             out[made] = normalize_ink(extract_ink(1.0 - ink))
         except NoDigitFound:

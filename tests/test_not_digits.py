@@ -29,6 +29,13 @@ def test_training_negatives_are_model_inputs_and_repeat_for_a_seed():
     assert not np.array_equal(first, training_model_inputs(40, seed=4))
 
 
+def test_traced_negatives_are_model_inputs_other_than_the_font_drawings():
+    traced = training_model_inputs(40, seed=3, traced=True)
+    assert traced.shape == (40, 28, 28) and (traced.reshape(40, -1).max(axis=1) > 0.5).all()
+    assert np.array_equal(traced, training_model_inputs(40, seed=3, traced=True))
+    assert not np.array_equal(traced, training_model_inputs(40, seed=3))
+
+
 def test_evaluation_drawings_are_canvas_pngs_of_every_kind():
     drawings = list(evaluation_drawings(2 * len(FREEHAND_KINDS), seed=5))
     assert {kind for _, kind in drawings} == set(FREEHAND_KINDS)

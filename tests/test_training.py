@@ -48,3 +48,48 @@ def test_short_training_run_writes_a_loadable_model_metrics_and_plots(tmp_path):
     assert metrics["test_refused"] == sum(row[10] for row in confusion)
     for plot in ("learning-curves.png", "confusion-matrix.png"):
         assert image_format((output / plot).read_bytes()) == "png"
+
+
+def load_model(folder):
+    model = keras.models.model_from_json((folder / MODEL_JSON).read_text())
+    model.load_weights(folder / MODEL_WEIGHTS)
+    return model
+
+
+def test_refit_refusal_changes_only_the_not_a_digit_output(tmp_path):
+    """--refit-refusal trains nothing but the not-a-digit row of the output layer, then calibrates anew."""
+    output = tmp_path / "refit"
+    result = subprocess.run(
+        [sys.executable, "train_keras.py", "--init-from", "model", "--refit-refusal", "--limit", "512"]
+        + ["--output", str(output)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = (
+        keras.models.model_from_json((folder / MODEL_JSON).read_text()) for folder in (REPO / "model", output)
+    )
+    before.load_weights(REPO / "model" / MODEL_WEIGHTS)
+    after.load_weights(output / MODEL_WEIGHTS)
+    for old, new in zip(before.layers[:-1], after.layers[:-1], strict=True):
+        assert all((a == b).all() for a, b in zip(old.get_weights(), new.get_weights(), strict=True)), old.name
+    (old_kernel, old_bias), (new_kernel, new_bias) = before.layers[-1].get_weights(), after.layers[-1].get_weights()
+    assert (old_kernel[:, :10] == new_kernel[:, :10]).all() and (old_bias[:10] == new_bias[:10]).all()
+    assert not (old_kernel[:, 10] == new_kernel[:, 10]).all()  # the not-a-digit row was fitted
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["refit_refusal_only"] and metrics["epochs"] == 0
+    assert metrics["test_accuracy"] > 0.99  # the digits' answers are the trained model's
+    calibration = json.loads((output / "calibration.json").read_text())
+    assert 0.5 <= calibration["refuse_at"] < 1 and calibration["validation"]["negatives"]["refused"] > 0.5
+    assert image_format((output / "confusion-matrix.png").read_bytes()) == "png"
+    # Without --init-from there is no model to refit.
+    refused = subprocess.run(
+        [sys.executable, "train_keras.py", "--refit-refusal", "--output", str(tmp_path / "none")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0 and "--init-from" in refused.stderr

@@ -9,7 +9,7 @@ of the request id. Every backend stores a record id once, so both tries leave on
 
 The headers are used only when MNIST_PROXY_COUNT says a proxy sits in front (it replaces whatever a
 client sent) and only if the start time is near now; otherwise, and without a proxy, the id is a fresh
-`uuid.uuid1()`. Forging another request's id would need a preimage of the hash.
+timeuuid (store.base.new_record_id). Forging another request's id would need a preimage of the hash.
 """
 
 import hashlib

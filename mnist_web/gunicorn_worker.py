@@ -163,10 +163,8 @@ class ServingThreadWorker(ThreadWorker):
         cap = self._connection_cap
         if self.connection_slot is None or not self.alive:
             return cap
-        board = connection_board()
-        board.publish(self.connection_slot, self.nr_conns)
-        fewest = board.fewest_others(self.connection_slot)
-        self._holding_back = fewest is not None and self.nr_conns > fewest
+        connection_board().publish(self.connection_slot, self.nr_conns)
+        self._holding_back = self._excess(self.nr_conns) > 0
         return min(cap, self.nr_conns) if self._holding_back else cap
 
     @worker_connections.setter
@@ -179,8 +177,7 @@ class ServingThreadWorker(ThreadWorker):
             return super().accept(listener)
         board = connection_board()
         with board.turn():
-            fewest = board.fewest_others(self.connection_slot)
-            if fewest is not None and self.nr_conns > fewest:
+            if self._excess(self.nr_conns) > 0:
                 self._holding_back = True  # run() stops polling the listener on its next turn
                 return None
             super().accept(listener)
@@ -205,9 +202,12 @@ class ServingThreadWorker(ThreadWorker):
     def _over_share(self):
         if self.connection_slot is None:
             return False
-        board = connection_board()
-        fewest = board.fewest_others(self.connection_slot)
-        return fewest is not None and board.counts[self.connection_slot] > fewest + 1
+        return self._excess(connection_board().counts[self.connection_slot]) > 1
+
+    def _excess(self, count):
+        """How many connections `count` is above the least busy accepting sibling (0 when there is none)."""
+        fewest = connection_board().fewest_others(self.connection_slot)
+        return 0 if fewest is None else count - fewest
 
     def wait_for_and_dispatch_events(self, timeout):
         """Poll as gunicorn does, but come back soon while holding back, to see whether siblings caught up."""

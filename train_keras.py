@@ -51,6 +51,8 @@ NEGATIVE_FRACTION = 0.15  # of every batch
 MAX_DIGIT_REFUSAL = 0.0005
 # Fine-tuning (--init-from): a gentler peak learning rate, the schedule otherwise the same.
 FINE_TUNE_LEARNING_RATE = 3e-4
+# Epochs of each refusal-head network (mnist_web/refusal_head.py has the rest of its settings).
+HEAD_EPOCHS = 30
 # --refit-refusal: full-batch Adam on the not-a-digit row of the output layer, every other weight frozen.
 REFIT_STEPS = 600
 REFIT_LEARNING_RATE = 0.01
@@ -95,8 +97,10 @@ def main():
     import tensorflow as tf
     from keras import layers
 
-    from mnist_web.calibration import NOT_A_DIGIT, Calibration, answer_ece, fit_calibration
+    from mnist_web.calibration import NOT_A_DIGIT, Calibration, answer_ece, fit_calibration, fit_head_threshold
     from mnist_web.datasets import load_mnist
+    from mnist_web.recognizer import keras_forward
+    from mnist_web.refusal_head import fit_refusal_head, head_features
 
     keras.utils.set_random_seed(args.seed)
     started = time.time()
@@ -228,45 +232,72 @@ def main():
             train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds, verbose=1
         )
     training_seconds = time.time() - started
-    validation_accuracy = float((model.predict(val_x, batch_size=1024, verbose=0).argmax(axis=1) == val_y).mean())
+
+    # The model's answers with its inner features beside them (the refusal head's inputs), in chunks.
+    tapped = keras_forward(model, taps=True)
+
+    def run(images):
+        answered = np.concatenate(
+            [np.asarray(tapped(images[i : i + 1024, ..., None])) for i in range(0, len(images), 1024)]
+        )
+        return answered[:, :CLASSES], head_features(answered, CLASSES)
+
+    # --- The refusal head (mnist_web/refusal_head.py): on the training digits, new canvas drawings of them
+    # (not the ones the model learnt from) and the training non-digits ---
+    logging.info("fitting the refusal head")
+    x_head_canvas = render_canvas(x_all[train_idx], args.seed + 5, copies=1)
+    head = fit_refusal_head(
+        np.concatenate([run(x_train)[1], run(x_head_canvas)[1]]), run(x_negative)[1], args.seed, epochs=HEAD_EPOCHS
+    )
+    del x_head_canvas
+
     # --- Calibration, on validation data only: MNIST digits, their canvas drawings, non-digits ---
     # The canvas drawings of the validation digits are also the figure to choose between runs by.
     x_val_canvas = render_canvas(x_all[val_idx], args.seed + 1, copies=1)
-    raw = {
-        name: model.predict(x[..., None], batch_size=1024, verbose=0)
-        for name, x in (("mnist", x_val), ("canvas", x_val_canvas), ("negatives", x_val_negative))
-    }
+    raw, scores = {}, {}
+    for name, x in (("mnist", x_val), ("canvas", x_val_canvas), ("negatives", x_val_negative)):
+        raw[name], features = run(x)
+        scores[name] = head.scores(features)
+    validation_accuracy = float((np.concatenate([raw["mnist"], raw["negatives"]]).argmax(axis=1) == val_y).mean())
     labels = {"mnist": y_val, "canvas": y_val, "negatives": np.full(len(x_val_negative), NOT_A_DIGIT)}
-    all_raw = np.concatenate(list(raw.values()))
+    all_raw, all_scores = np.concatenate(list(raw.values())), np.concatenate(list(scores.values()))
     all_labels = np.concatenate(list(labels.values()))
-    # Temperature, not-a-digit bias, and the threshold that refuses MAX_DIGIT_REFUSAL of validation digits.
+    digit_raw = np.concatenate([raw["mnist"], raw["canvas"]])
+    # Temperature, not-a-digit bias, and the threshold that refuses MAX_DIGIT_REFUSAL of validation digits;
+    # then that budget shared between the model's own refusals and the head's.
     calibration = fit_calibration(
-        np.concatenate([raw["mnist"], raw["canvas"]]),
-        np.concatenate([labels["mnist"], labels["canvas"]]),
+        digit_raw, np.concatenate([labels["mnist"], labels["canvas"]]), raw["negatives"], MAX_DIGIT_REFUSAL
+    )
+    uncalibrated = Calibration(1.0, calibration.refuse_at)  # "before" figures: no temperature, bias or head
+    calibration = fit_head_threshold(
+        calibration,
+        digit_raw,
+        np.concatenate([scores["mnist"], scores["canvas"]]),
         raw["negatives"],
+        scores["negatives"],
         MAX_DIGIT_REFUSAL,
     )
-    refuse_at = calibration.refuse_at  # "before" figures: the same refusals, no temperature or bias
     validation = {}
     for name, probabilities in raw.items():
-        answers = calibration.classes(calibration.apply(probabilities))
+        answers = calibration.classes(calibration.apply(probabilities, scores[name]))
         validation[name] = {
             "accuracy": float((answers == labels[name]).mean()),
             "refused": float((answers == NOT_A_DIGIT).mean()),
         }
-    validation["ece_before"] = answer_ece(Calibration(1.0, refuse_at), all_raw, all_labels)
-    validation["ece_after"] = answer_ece(calibration, all_raw, all_labels)
+    validation["ece_before"] = answer_ece(uncalibrated, all_raw, all_labels)
+    validation["ece_after"] = answer_ece(calibration, all_raw, all_labels, all_scores)
     validation_canvas_accuracy = validation["canvas"]["accuracy"]
     logging.info("calibration %s; validation %s", calibration, validation)
 
     # --- The test set, used once (a refusal counts as wrong) ---
-    probabilities = model.predict(x_test.astype("float32")[..., None] / 255.0, batch_size=1024, verbose=0)
-    predicted = calibration.classes(calibration.apply(probabilities))
+    probabilities, features = run(x_test.astype("float32") / 255.0)
+    test_scores = head.scores(features)
+    predicted = calibration.classes(calibration.apply(probabilities, test_scores))
     confusion = np.zeros((10, CLASSES), int)
     np.add.at(confusion, (y_test, predicted), 1)
     test_accuracy = float((predicted == y_test).mean())
-    test_ece = {"before": answer_ece(Calibration(1.0, refuse_at), probabilities, y_test)}
-    test_ece["after"] = answer_ece(calibration, probabilities, y_test)
+    test_ece = {"before": answer_ece(uncalibrated, probabilities, y_test)}
+    test_ece["after"] = answer_ece(calibration, probabilities, y_test, test_scores)
     logging.info(
         "test accuracy %.4f (%d errors of %d), ECE %s",
         test_accuracy,
@@ -280,6 +311,7 @@ def main():
     (args.output / "model_mnist.json").write_text(model.to_json(indent=1))
     model.save_weights(args.output / "model_mnist.weights.h5")
     calibration.save(args.output, validation=validation)
+    head.save(args.output)
     metrics = {
         "test_accuracy": test_accuracy,
         "test_errors": int((predicted != y_test).sum()),

@@ -39,6 +39,9 @@ class Calibration:
     # was refitted alone (train_keras.py --refit-refusal) lends digits some of that class's mass, which makes
     # the digits' answers under-confident; the bias hands it back (fit_calibration).
     not_a_digit_bias: float = 0.0
+    # The refusal head's threshold (mnist_web/refusal_head.py): a drawing whose head score reaches it is refused
+    # too. None: no head, or not used.
+    head_at: float | None = None
 
     @classmethod
     def load(cls, model_dir):
@@ -47,23 +50,49 @@ class Calibration:
         if not path.exists():
             return cls()
         found = json.loads(path.read_text())
-        return cls(float(found["temperature"]), float(found["refuse_at"]), float(found.get("not_a_digit_bias", 0.0)))
+        head_at = found.get("head_at")
+        return cls(
+            float(found["temperature"]),
+            float(found["refuse_at"]),
+            float(found.get("not_a_digit_bias", 0.0)),
+            None if head_at is None else float(head_at),
+        )
 
     def save(self, model_dir, **facts):
         """Write calibration.json (with any facts worth keeping beside it, such as validation figures)."""
         body = {**dataclasses.asdict(self), **facts}
         (Path(model_dir) / CALIBRATION).write_text(json.dumps(body, indent=1) + "\n")
 
-    def apply(self, raw):
-        """(n, 11) calibrated probabilities (ten digits, then not-a-digit) from (n, 10|11) softmax outputs."""
+    def apply(self, raw, head_scores=None):
+        """(n, 11) calibrated probabilities (ten digits, then not-a-digit) from (n, 10|11) softmax outputs.
+
+        With the refusal head's scores (and a head_at), a drawing the head refuses gets the head's say: its
+        not-a-digit probability is raised to at least sigmoid(score - head_at + logit(refuse_at)), which
+        reaches refuse_at exactly when the score reaches head_at, and its digits' share shrinks in proportion.
+        So the rule stays "refuse when P(not a digit) >= refuse_at", and the eleven still sum to 1.
+        """
         scaled = _scaled(raw, self.temperature, self.not_a_digit_bias)
         if scaled.shape[1] == DIGIT_CLASSES:
             scaled = np.concatenate([scaled, np.zeros((len(scaled), 1))], axis=1)
+        elif head_scores is not None and self.head_at is not None and self.refuse_at < 1.0:
+            lift = np.log(self.refuse_at) - np.log1p(-self.refuse_at)
+            head_scores = np.asarray(head_scores, np.float64)
+            head = 1.0 / (1.0 + np.exp(-(head_scores - self.head_at + lift)))
+            # The answer is float32: the head's verdict must survive the rounding on either side of refuse_at.
+            up = np.float32(self.refuse_at)
+            up = up if up >= self.refuse_at else np.nextafter(up, np.float32(2))
+            down = np.nextafter(up, np.float32(0))
+            head = np.where(head_scores >= self.head_at, np.maximum(head, up), np.minimum(head, down))
+            rest = scaled[:, NOT_A_DIGIT]
+            raised = np.maximum(rest, head)
+            scaled[:, :DIGIT_CLASSES] *= ((1.0 - raised) / np.maximum(1.0 - rest, 1e-300))[:, None]
+            scaled[:, NOT_A_DIGIT] = raised
         return scaled.astype(np.float32)
 
     def refused(self, calibrated):
         """Boolean (n,): which calibrated rows are answered "not a digit"."""
-        return np.asarray(calibrated)[:, NOT_A_DIGIT] >= self.refuse_at
+        # In float64: NumPy would round the threshold to a float32 row's precision, and refuse what sits just under it.
+        return np.asarray(calibrated, np.float64)[:, NOT_A_DIGIT] >= self.refuse_at
 
     def answers(self, calibrated):
         """(n,) digits, -1 where refused."""
@@ -136,8 +165,38 @@ def expected_calibration_error(confidences, correct, bins=ECE_BINS):
     return float(error)
 
 
-def answer_ece(calibration, raw, labels):
+def answer_ece(calibration, raw, labels, head_scores=None):
     """ECE of the service's answers (a digit, or a refusal for label 10) on raw outputs with labels 0-10."""
-    calibrated = calibration.apply(raw)
+    calibrated = calibration.apply(raw, head_scores)
     answers = calibration.classes(calibrated)
     return expected_calibration_error(calibration.confidences(calibrated), answers == np.asarray(labels))
+
+
+def _threshold_allowing(values, allowed):
+    """The lowest threshold t with at most `allowed` of the values >= t."""
+    ordered = np.sort(np.asarray(values, np.float64))[::-1]
+    return -np.inf if allowed >= len(ordered) else float(np.nextafter(ordered[allowed], np.inf))
+
+
+def fit_head_threshold(calibration, digit_raw, digit_scores, negative_raw, negative_scores, max_digit_refusal):
+    """The calibration with the refusal head's threshold (and refuse_at) chosen together on validation data.
+
+    Refuse when P(not a digit) >= refuse_at or the head's score >= head_at: of the pairs that refuse at most
+    `max_digit_refusal` of the digits (refuse_at never below an even chance), the one refusing most non-digits.
+    """
+    rest = calibration.apply(digit_raw)[:, NOT_A_DIGIT].astype(np.float64)
+    negative_rest = calibration.apply(negative_raw)[:, NOT_A_DIGIT].astype(np.float64)
+    digit_scores, negative_scores = np.asarray(digit_scores), np.asarray(negative_scores)
+    allowed = int(max_digit_refusal * len(rest))
+    best = None
+    for by_output in range(allowed + 1):
+        # Below 1, so that the head's lifted probability can reach it.
+        refuse_at = min(max(0.5, _threshold_allowing(rest, by_output)), 1.0 - 1e-7)
+        refused = rest >= refuse_at
+        if refused.sum() > allowed:
+            continue
+        head_at = _threshold_allowing(digit_scores[~refused], allowed - int(refused.sum()))
+        caught = float(((negative_rest >= refuse_at) | (negative_scores >= head_at)).mean())
+        if best is None or caught > best[0]:
+            best = (caught, refuse_at, head_at)
+    return dataclasses.replace(calibration, refuse_at=float(best[1]), head_at=float(best[2]))

@@ -92,8 +92,8 @@ def calibration_errors(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
         ("mnist", images.astype(np.float32) / 255.0, labels),
         ("canvas", inputs[accepted], canvas_labels[accepted]),
     ):
-        raw = recognizer.predict_batch(batch)
-        found[name] = (answer_ece(uncalibrated, raw, truth), answer_ece(recognizer.calibration, raw, truth))
+        raw, scores = recognizer.outputs(batch)
+        found[name] = (answer_ece(uncalibrated, raw, truth), answer_ece(recognizer.calibration, raw, truth, scores))
     return found
 
 

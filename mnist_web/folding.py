@@ -61,6 +61,32 @@ class Flatten:
     """(n, h, w, c) to (n, h*w*c), channels last."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Tap:
+    """Keep the activations here: the run answers them too, after the output (see `tapped`)."""
+
+
+def tapped(steps):
+    """The steps with a Tap before every Dense: a run answers [output, each Dense layer's input] side by side.
+
+    Those inputs (the flattened convolution features, the penultimate layer) are what the refusal head reads.
+    """
+    out = []
+    for step in steps:
+        if isinstance(step, Dense):
+            out.append(Tap())
+        out.append(step)
+    return out
+
+
+def output_width(steps):
+    """Width of a run's answer: the last layer's units, plus the width of every tapped activation."""
+    last = next(step for step in reversed(steps) if isinstance(step, (Conv, Dense)))
+    pairs = zip(steps, steps[1:], strict=False)
+    taps = sum(after.kernel.shape[0] for before, after in pairs if isinstance(before, Tap))
+    return last.kernel.shape[-1] + taps
+
+
 def keras_layers(model):
     """A Keras model's layers as (class name, config, weights) triples, the input `fold` takes."""
     return [(type(layer).__name__, layer.get_config(), layer.get_weights()) for layer in model.layers]
@@ -184,28 +210,37 @@ def _weighted_step(kind, config, kernel, bias):
 # ---- the TensorFlow executor ---------------------------------------------------------------------
 
 
-def folded_forward(model, probe=None):
+def folded_forward(model, probe=None, taps=False):
     """A function computing model(x, training=False) with batch norm folded in, or None if it can't be built.
+
+    With `taps`, it answers the output and then each Dense layer's input, side by side (see `tapped`).
 
     The result is checked against the Keras model on `probe` images (random ones by default) and refused
     if it differs, so an unexpected model falls back to the plain Keras call instead of answering wrongly.
     """
+    import tensorflow as tf
+
     try:
-        steps = [_tf_step(step) for step in fold(keras_layers(model))]
+        folded = fold(keras_layers(model))
+        steps = [_tf_step(step) for step in (tapped(folded) if taps else folded)]
     except Unfoldable as error:
         log.info("batch norm not folded: %s", error)
         return None
 
     def forward(x):
+        kept = []
         for step in steps:
-            x = step(x)
-        return x
+            if step is None:
+                kept.append(x)
+            else:
+                x = step(x)
+        return tf.concat([x, *kept], axis=1) if kept else x
 
     if probe is None:
         probe = np.random.default_rng(0).random((32, *model.input_shape[1:]), dtype=np.float32)
     expected = np.asarray(model(probe, training=False))
     try:
-        agrees = np.allclose(np.asarray(forward(probe)), expected, atol=1e-5)
+        agrees = np.allclose(np.asarray(forward(probe))[:, : expected.shape[1]], expected, atol=1e-5)
     except (ValueError, TypeError, RuntimeError) as error:  # TensorFlow's shape errors are ValueErrors
         log.warning("folded model failed (%s); using the Keras model", error)
         return None
@@ -218,6 +253,8 @@ def folded_forward(model, probe=None):
 def _tf_step(step):
     import tensorflow as tf
 
+    if isinstance(step, Tap):
+        return None  # forward() keeps the activations here
     if isinstance(step, Relu):
         return tf.nn.relu
     if isinstance(step, Flatten):

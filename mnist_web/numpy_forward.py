@@ -8,7 +8,7 @@ core (the container image does): these matrices are small, and the workers are t
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .folding import Conv, Dense, Flatten, MaxPool, Relu, Unfoldable, fold
+from .folding import Conv, Dense, Flatten, MaxPool, Relu, Tap, Unfoldable, fold, output_width, tapped
 from .saved_model import saved_layers
 
 # Images per pass in `NumpyForward.batch`: im2col of the widest layer is ~0.65 MB an image; passes this
@@ -21,17 +21,23 @@ class NumpyForward:
 
     def __init__(self, steps):
         self.steps = [self._prepared(step) for step in steps]
+        self.outputs = output_width(steps)  # width of an answer row
 
     @classmethod
-    def from_files(cls, json_path, weights_path):
-        """Load the JSON config and .weights.h5; Unfoldable for a model it cannot run exactly."""
-        return cls(fold(saved_layers(json_path, weights_path)))
+    def from_files(cls, json_path, weights_path, taps=False):
+        """Load the JSON config and .weights.h5 (with `taps`, see folding.tapped); Unfoldable if it cannot run it."""
+        steps = fold(saved_layers(json_path, weights_path))
+        return cls(tapped(steps) if taps else steps)
 
     def __call__(self, x):
-        """The model's output for one batch of images."""
+        """The model's output for one batch of images (then the tapped activations, if any)."""
         x = np.asarray(x, np.float32)
         owned = False  # never write into the caller's array
+        kept = []
         for kind, *args in self.steps:
+            if kind is Tap:
+                kept.append(x)  # the next step makes a new array: nothing writes into this one
+                continue
             if kind is Relu:
                 x = np.maximum(x, 0, out=x) if owned else np.maximum(x, 0)
             elif kind is Flatten:
@@ -43,17 +49,12 @@ class NumpyForward:
             else:
                 x = _activate(x @ args[0] + args[1], args[2])
             owned = True
-        return x
+        return np.concatenate([x, *kept], axis=1) if kept else x
 
     def batch(self, images, chunk=CHUNK):
         """The model's output for any number of images, computed CHUNK at a time."""
         parts = [self(images[i : i + chunk]) for i in range(0, len(images), chunk)]
         return np.concatenate(parts) if parts else np.zeros((0, self.outputs), np.float32)
-
-    @property
-    def outputs(self):
-        """Width of the last layer's output."""
-        return next(args[0].shape[-1] for kind, *args in reversed(self.steps) if kind in (Conv, Dense))
 
     @staticmethod
     def _prepared(step):
@@ -66,7 +67,7 @@ class NumpyForward:
             return Dense, np.ascontiguousarray(step.kernel), step.bias, step.activation
         if isinstance(step, MaxPool):
             return MaxPool, step.size, step.strides, step.padding
-        if isinstance(step, (Relu, Flatten)):
+        if isinstance(step, (Relu, Flatten, Tap)):
             return (type(step),)
         raise Unfoldable(f"no NumPy step for {step!r}")
 

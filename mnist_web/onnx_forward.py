@@ -8,7 +8,7 @@ well under a second without TensorFlow.
 
 import numpy as np
 
-from .folding import Conv, Dense, Flatten, MaxPool, Relu, Unfoldable, fold
+from .folding import Conv, Dense, Flatten, MaxPool, Relu, Tap, Unfoldable, fold, tapped
 from .saved_model import saved_layers
 
 OPSET = 13
@@ -59,8 +59,11 @@ def onnx_model(steps, input_shape=(28, 28, 1)):
     graph = _Graph()
     graph.add("Transpose", perm=[0, 3, 1, 2])  # ONNX convolves (n, c, h, w)
     channels_first = True
+    kept = []
     for step in steps:
-        if isinstance(step, Conv):
+        if isinstance(step, Tap):
+            kept.append(graph.last)
+        elif isinstance(step, Conv):
             # Keras kernels are (h, w, in, out); ONNX wants (out, in, h, w).
             kernel = graph.weight(step.kernel.transpose(3, 2, 0, 1))
             bias = graph.weight(step.bias)
@@ -83,6 +86,8 @@ def onnx_model(steps, input_shape=(28, 28, 1)):
             graph.activation(step.activation)
         else:
             raise Unfoldable(f"no ONNX step for {step!r}")
+    if kept:  # the output, then the tapped activations, side by side
+        graph.add("Concat", *kept, axis=1)
     image = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["n", *input_shape])
     output = helper.make_tensor_value_info(graph.last, TensorProto.FLOAT, ["n", None])
     model = helper.make_model(
@@ -109,9 +114,10 @@ class OnnxForward:
         self.session = onnxruntime.InferenceSession(onnx_model(steps), options, providers=["CPUExecutionProvider"])
 
     @classmethod
-    def from_files(cls, json_path, weights_path, threads=1):
-        """Load the JSON config and .weights.h5; Unfoldable for a model it cannot run exactly."""
-        return cls(fold(saved_layers(json_path, weights_path)), threads)
+    def from_files(cls, json_path, weights_path, threads=1, taps=False):
+        """Load the JSON config and .weights.h5 (with `taps`, see folding.tapped); Unfoldable if it cannot run it."""
+        steps = fold(saved_layers(json_path, weights_path))
+        return cls(tapped(steps) if taps else steps, threads)
 
     def __call__(self, images):
         """The model's output for one batch of images (any size; run() is safe from several threads)."""

@@ -23,6 +23,7 @@ from .numpy_forward import CHUNK as NUMPY_CHUNK
 from .numpy_forward import NumpyForward
 from .onnx_forward import OnnxForward
 from .onnx_forward import available as onnx_available
+from .refusal_head import HEAD_FILE, RefusalHead, head_features
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,13 @@ class Recognizer:
     def __init__(self, model_dir, inference=None):
         self.model_dir = Path(model_dir)
         weights = self.model_dir / MODEL_WEIGHTS
-        self.version = "cnn-" + hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        head = self.model_dir / HEAD_FILE  # it changes answers too, so it is part of the version
+        digest = hashlib.sha256(weights.read_bytes() + (head.read_bytes() if head.exists() else b""))
+        self.version = "cnn-" + digest.hexdigest()[:12]
         self.calibration = Calibration.load(self.model_dir)
         self.classes = _output_width(self.model_dir / MODEL_JSON)
+        # The refusal head reads the model's inner features, so the runtimes answer them too (folding.tapped).
+        self.head = RefusalHead.load(self.model_dir) if self.calibration.head_at is not None else None
         setting = Config.MNIST_INFERENCE if inference is None else inference
         self.runtime = runtime_for(setting)  # what runs one image (the request path)
         self.batch_runtime = runtime_for(setting, batch=True)
@@ -102,7 +107,8 @@ class Recognizer:
         # without tf.function's argument dispatch) costs well under 1 ms: XLA-compiled for one image,
         # oneDNN's kernels for batches, where they are faster. Batch norm folded into the weights saves
         # oneDNN a pass over every activation map (XLA fuses it anyway).
-        forward = folded_forward(self.model) or (lambda x: self.model(x, training=False))
+        taps = self.head is not None
+        forward = folded_forward(self.model, taps=taps) or keras_forward(self.model, taps)
         one = tf.function(forward, jit_compile=True).get_concrete_function(tf.TensorSpec([1, 28, 28, 1], tf.float32))
         many = tf.function(forward).get_concrete_function(tf.TensorSpec([None, 28, 28, 1], tf.float32))
         one(tf.zeros([1, 28, 28, 1]))  # compile now, not on the first request
@@ -115,36 +121,59 @@ class Recognizer:
 
     def _load_onnx(self):
         forward = OnnxForward.from_files(
-            self.model_dir / MODEL_JSON, self.model_dir / MODEL_WEIGHTS, serving_plan()["onnx"]
+            self.model_dir / MODEL_JSON, self.model_dir / MODEL_WEIGHTS, serving_plan()["onnx"], self.head is not None
         )
         return forward, lambda batch, size: forward.batch(batch, size)
 
     def _load_numpy(self):
         # Unfoldable (a clear message naming the layer) for a model NumPy cannot run exactly.
-        forward = NumpyForward.from_files(self.model_dir / MODEL_JSON, self.model_dir / MODEL_WEIGHTS)
+        files = self.model_dir / MODEL_JSON, self.model_dir / MODEL_WEIGHTS
+        forward = NumpyForward.from_files(*files, taps=self.head is not None)
         return forward, lambda batch, size: forward.batch(batch, min(size, NUMPY_CHUNK))
 
     def predict(self, image):
         """Classify one 28x28 float32 image (white on black, 0..1): a digit, or a refusal."""
-        raw = self._one(np.asarray(image, np.float32).reshape(1, 28, 28, 1))
-        return Prediction.from_calibrated(self.calibration.apply(raw)[0], self.calibration)
+        raw, scores = self._split(self._one(np.asarray(image, np.float32).reshape(1, 28, 28, 1)))
+        return Prediction.from_calibrated(self.calibration.apply(raw, scores)[0], self.calibration)
 
     def classify_batch(self, images, batch_size=1024):
         """(n, 11) calibrated probabilities (ten digits, then not-a-digit) for n 28x28 images."""
-        return self.calibration.apply(self.predict_batch(images, batch_size))
+        return self.calibration.apply(*self.outputs(images, batch_size))
 
     def predict_batch(self, images, batch_size=1024):
         """Return the model's raw (n, classes) softmax outputs for n 28x28 images."""
+        return self.outputs(images, batch_size)[0]
+
+    def outputs(self, images, batch_size=1024):
+        """(raw (n, classes) softmax outputs, the refusal head's (n,) scores or None) for n 28x28 images."""
         images = np.asarray(images, np.float32).reshape(-1, 28, 28, 1)
         if len(images) == 0:
-            return np.zeros((0, self.classes), np.float32)
+            return np.zeros((0, self.classes), np.float32), None if self.head is None else np.zeros(0)
         if len(images) <= REQUEST_BATCH:
-            return self._few(images, batch_size)
+            return self._split(self._few(images, batch_size))
         if self._many is None:
             with self._lock:
                 if self._many is None:
                     self._many = self._load(self.batch_runtime)[1]
-        return self._many(images, batch_size)
+        return self._split(self._many(images, batch_size))
+
+    def _split(self, answered):
+        """(raw outputs, head scores or None) from a runtime's answer (outputs, then tapped features)."""
+        if self.head is None:
+            return answered, None
+        return answered[:, : self.classes], self.head.scores(head_features(answered, self.classes))
+
+
+def keras_forward(model, taps=False):
+    """The Keras model called directly (a model folding cannot run); with `taps`, its Dense layers' inputs too."""
+    if not taps:
+        return lambda x: model(x, training=False)
+    import keras
+    import tensorflow as tf
+
+    inputs = [layer.input for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    tapped = keras.Model(model.input, [model.output, *inputs])
+    return lambda x: tf.concat(tapped(x, training=False), axis=1)
 
 
 def _output_width(model_json):

@@ -1,10 +1,10 @@
-"""Calibration fitted on validation outputs: temperature, the not-a-digit bias, the refusal threshold."""
+"""Calibration fitted on validation outputs: temperature, the not-a-digit bias, the refusal thresholds."""
 
 import json
 
 import numpy as np
 
-from mnist_web.calibration import Calibration, answer_ece, fit_calibration
+from mnist_web.calibration import Calibration, answer_ece, fit_calibration, fit_head_threshold
 
 
 def synthetic_outputs(rng, count, lent):
@@ -43,3 +43,59 @@ def test_the_bias_is_saved_and_loaded(tmp_path):
     assert Calibration.load(tmp_path) == Calibration(0.7, 0.99, -1.5)
     (tmp_path / "calibration.json").write_text(json.dumps({"temperature": 0.6, "refuse_at": 0.99}))
     assert Calibration.load(tmp_path).not_a_digit_bias == 0.0  # files written before the bias existed
+
+
+def test_the_head_refuses_exactly_at_its_threshold_and_the_eleven_still_sum_to_one():
+    rng = np.random.default_rng(3)
+    digits, _, negatives = synthetic_outputs(rng, 400, lent=0.0)
+    raw = np.concatenate([digits, negatives])
+    calibration = Calibration(0.8, 0.99, head_at=2.0)
+    scores = rng.normal(0, 3, len(raw))
+    scores[:5] = [2.0, np.nextafter(2.0, -np.inf), 50.0, -50.0, 1.0]
+    plain, judged = calibration.apply(raw), calibration.apply(raw, scores)
+    np.testing.assert_allclose(judged.sum(axis=1), 1.0, atol=1e-5)
+    expected = (plain[:, 10] >= 0.99) | (scores >= 2.0)
+    assert (calibration.refused(judged) == expected).all()
+    assert expected[0] and not calibration.refused(plain[:2]).any() and not calibration.refused(judged[1:2]).any()
+    # The digits keep their ranking (where the head leaves them any probability at all).
+    kept = judged[:, :10].sum(axis=1) > 1e-6
+    assert kept.mean() > 0.5
+    assert (judged[kept, :10].argmax(axis=1) == plain[kept, :10].argmax(axis=1)).all()
+    assert (judged[:, 10] >= plain[:, 10] - 1e-6).all()
+    # Without a head threshold, or without scores, nothing changes.
+    np.testing.assert_array_equal(Calibration(0.8, 0.99).apply(raw, scores), plain)
+    np.testing.assert_array_equal(calibration.apply(raw), plain)
+
+
+def test_the_head_threshold_keeps_the_digit_budget_and_catches_the_most_non_digits():
+    rng = np.random.default_rng(5)
+    digits, labels, negatives = synthetic_outputs(rng, 4000, lent=0.05)
+    fitted = fit_calibration(digits, labels, negatives, max_digit_refusal=0.001)
+    # The model's own output misses these non-digits: they look like a confident digit to it.
+    fooled = digits[:1000].copy()
+    digit_scores = rng.normal(0, 1, len(digits))
+    negative_scores = np.r_[rng.normal(6, 1, len(negatives)), rng.normal(6, 1, len(fooled))]
+    negative_raw = np.concatenate([negatives, fooled])
+    judged = fit_head_threshold(fitted, digits, digit_scores, negative_raw, negative_scores, max_digit_refusal=0.001)
+    assert judged.temperature == fitted.temperature and judged.head_at is not None
+    assert 0.5 <= judged.refuse_at < 1
+    refused_digits = judged.refused(judged.apply(digits, digit_scores))
+    assert refused_digits.sum() <= int(0.001 * len(digits))  # the budget: 4 digits
+    caught = judged.refused(judged.apply(negative_raw, negative_scores)).mean()
+    assert caught > 0.95 and caught > fitted.refused(fitted.apply(negative_raw)).mean() + 0.15
+
+
+def test_the_head_threshold_is_saved_and_loaded(tmp_path):
+    Calibration(0.7, 0.99, -1.5, 3.25).save(tmp_path)
+    assert Calibration.load(tmp_path) == Calibration(0.7, 0.99, -1.5, 3.25)
+    Calibration(0.7, 0.99).save(tmp_path)
+    assert Calibration.load(tmp_path).head_at is None
+
+
+def test_a_row_just_under_the_threshold_is_not_refused():
+    """Thresholds sit between float32 values; the comparison must not round them onto the row's value."""
+    row = np.zeros((1, 11), np.float32)
+    row[0, 10] = np.float32(0.99)
+    just_above = float(np.nextafter(np.float64(row[0, 10]), np.inf))
+    assert not Calibration(1.0, just_above).refused(row).any()
+    assert Calibration(1.0, float(row[0, 10])).refused(row).all()

@@ -13,10 +13,18 @@ from keras import layers
 from test_folding import as_if_trained, small_model
 
 from mnist_web import create_app
-from mnist_web.folding import Unfoldable
+from mnist_web.folding import Unfoldable, folded_forward
 from mnist_web.numpy_forward import NumpyForward
 from mnist_web.onnx_forward import OnnxForward
-from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, REQUEST_BATCH, Recognizer, get_recognizer, runtime_for
+from mnist_web.recognizer import (
+    MODEL_JSON,
+    MODEL_WEIGHTS,
+    REQUEST_BATCH,
+    Recognizer,
+    get_recognizer,
+    keras_forward,
+    runtime_for,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -203,3 +211,24 @@ def test_one_blas_thread_per_worker_by_default():
     assert blas_setting(MNIST_INFERENCE="numpy") == "1"
     assert blas_setting(OPENBLAS_NUM_THREADS="4") == "4"
     assert blas_setting(MNIST_INFERENCE="tensorflow") == "None"
+
+
+def test_tapped_runs_answer_the_same_features_on_every_runtime(app_config_model_dir, keras_recognizer, mnist_test):
+    """With taps (the refusal head's inputs) every runtime answers the output, then each Dense layer's input."""
+    model = keras_recognizer.model
+    images = (mnist_test[0][:64] / 255.0).astype("float32")[..., None]
+    files = Path(app_config_model_dir) / MODEL_JSON, Path(app_config_model_dir) / MODEL_WEIGHTS
+    reference = np.asarray(keras_forward(model, taps=True)(images))  # Keras itself, unfolded
+    dense_inputs = [layer.input.shape[-1] for layer in model.layers if isinstance(layer, layers.Dense)]
+    assert reference.shape == (64, keras_recognizer.classes + sum(dense_inputs))
+    np.testing.assert_allclose(reference[:, : keras_recognizer.classes], model.predict(images, verbose=0), atol=1e-6)
+    runs = {
+        "numpy": NumpyForward.from_files(*files, taps=True)(images),
+        "onnx": OnnxForward.from_files(*files, taps=True)(images),
+        "tensorflow": np.asarray(folded_forward(model, taps=True)(images)),
+    }
+    for name, answered in runs.items():
+        assert answered.shape == reference.shape, name
+        np.testing.assert_allclose(answered, reference, rtol=0, atol=1e-4, err_msg=name)
+    # Without taps the answer is the output alone, the same numbers.
+    np.testing.assert_array_equal(NumpyForward.from_files(*files)(images), runs["numpy"][:, : keras_recognizer.classes])

@@ -9,6 +9,7 @@ import keras
 
 from mnist_web.preprocessing import image_format
 from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, Recognizer
+from mnist_web.refusal_head import HEAD_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,8 +44,11 @@ def test_short_training_run_writes_a_loadable_model_metrics_and_plots(tmp_path):
     assert metrics["training_seconds"] > 0
     assert {"python", "tensorflow", "keras", "numpy"} <= set(metrics["versions"])
     calibration = json.loads((output / "calibration.json").read_text())
-    assert 0.05 < calibration["temperature"] < 20 and 0 < calibration["refuse_at"] <= 0.5
+    assert 0.05 < calibration["temperature"] < 20 and 0.5 <= calibration["refuse_at"] < 1
     assert recognizer.classes == 11 and recognizer.calibration.refuse_at == calibration["refuse_at"]
+    # The refusal head is written beside the model, its threshold in calibration.json, and the service uses it.
+    assert (output / HEAD_FILE).exists() and isinstance(calibration["head_at"], float)
+    assert recognizer.head is not None and recognizer.calibration.head_at == calibration["head_at"]
     assert metrics["test_refused"] == sum(row[10] for row in confusion)
     for plot in ("learning-curves.png", "confusion-matrix.png"):
         assert image_format((output / plot).read_bytes()) == "png"
@@ -83,6 +87,7 @@ def test_refit_refusal_changes_only_the_not_a_digit_output(tmp_path):
     assert metrics["test_accuracy"] > 0.99  # the digits' answers are the trained model's
     calibration = json.loads((output / "calibration.json").read_text())
     assert 0.5 <= calibration["refuse_at"] < 1 and calibration["validation"]["negatives"]["refused"] > 0.5
+    assert (output / HEAD_FILE).exists() and isinstance(calibration["head_at"], float)
     assert image_format((output / "confusion-matrix.png").read_bytes()) == "png"
     # Without --init-from there is no model to refit.
     refused = subprocess.run(

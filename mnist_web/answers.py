@@ -89,12 +89,11 @@ def number_answer(ink, scale, recognizer):
     found = read_digits(ink, recognizer)
     if len(found) > MAX_NUMBER_DIGITS:
         raise TooManyDigits(f"{len(found)} digits found; a number may have at most {MAX_NUMBER_DIGITS}")
-    refuse_at = recognizer.calibration.refuse_at
+    refusals = recognizer.calibration.refused(np.stack([read.probabilities for read in found]))
     digits = []
-    for read in found:
+    for read, refused in zip(found, refusals, strict=True):
         probabilities = [float(p) for p in read.probabilities[:NOT_A_DIGIT]]
-        not_a_digit = max(0.0, 1.0 - sum(probabilities))  # the ten are calibrated over eleven classes
-        refused = not_a_digit >= refuse_at
+        not_a_digit = float(read.probabilities[NOT_A_DIGIT])
         digits.append(
             {
                 "digit": None if refused else read.digit,

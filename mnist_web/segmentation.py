@@ -14,7 +14,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from .calibration import DIGIT_CLASSES
+from .calibration import DIGIT_CLASSES, NOT_A_DIGIT
 from .errors import NoDigitFound
 from .preprocessing import normalize_ink, stroke_components
 
@@ -45,7 +45,8 @@ SEVERAL_MIN_HEIGHT = 0.6
 @dataclasses.dataclass(frozen=True)
 class ReadDigit:
     """A digit found and read: its box [x, y, w, h] in ink pixels, its own strokes (a crop of the ink, the
-    other digits' strokes blanked), its 28x28 model input and the model's 10 probabilities."""
+    other digits' strokes blanked), its 28x28 model input and its 11 calibrated probabilities (ten digits, then
+    not-a-digit: whether it is refused is the calibration's call)."""
 
     box: tuple
     ink: np.ndarray
@@ -55,12 +56,12 @@ class ReadDigit:
     @property
     def digit(self):
         """The most probable digit."""
-        return int(self.probabilities.argmax())
+        return int(self.probabilities[:DIGIT_CLASSES].argmax())
 
     @property
     def confidence(self):
         """The probability of the most probable digit."""
-        return float(self.probabilities.max())
+        return float(self.probabilities[:DIGIT_CLASSES].max())
 
 
 @dataclasses.dataclass
@@ -186,7 +187,7 @@ def _read_runs(ink, pieces, major, runs, chosen, arrays, recognizer):
             pass
     ready = [k for k in chosen if usable[k]]
     if ready:
-        probabilities[ready] = recognizer.classify_batch(inputs[ready])[:, :DIGIT_CLASSES]
+        probabilities[ready] = recognizer.classify_batch(inputs[ready])
 
 
 def _apart(pieces, major, i, sure):
@@ -216,13 +217,17 @@ def read_digits(ink, recognizer):
     shape = [_shape_cost(pieces, major[a:b]) for a, b in runs]
     inputs = np.zeros((len(runs), 28, 28), np.float32)
     usable = np.zeros(len(runs), bool)
-    probabilities = np.zeros((len(runs), DIGIT_CLASSES), np.float32)
+    probabilities = np.zeros((len(runs), NOT_A_DIGIT + 1), np.float32)
     # First each piece alone; then only the runs that could still beat reading their pieces apart.
     singles = [k for k, (a, b) in enumerate(runs) if b - a == 1]
     arrays = (inputs, usable, probabilities)
     _read_runs(ink, pieces, major, runs, singles, arrays, recognizer)
-    sure = {runs[k][0] for k in singles if usable[k] and probabilities[k].max() >= SURE}
-    alone = [shape[k] - np.log(float(probabilities[k].max()) + 1e-6) if usable[k] else np.inf for k in singles]
+
+    def run_cost(k):  # the run read as one digit: its shape's cost and the model's doubt (-log confidence)
+        return shape[k] - np.log(float(probabilities[k, :DIGIT_CLASSES].max()) + 1e-6) if usable[k] else np.inf
+
+    sure = {runs[k][0] for k in singles if usable[k] and probabilities[k, :DIGIT_CLASSES].max() >= SURE}
+    alone = [run_cost(k) for k in singles]
     # A run whose shape alone costs more than reading its pieces one by one cannot win: not read at all.
     joined = [
         k
@@ -232,10 +237,7 @@ def read_digits(ink, recognizer):
         and not any(_apart(pieces, major, i, sure) for i in range(a, b - 1))
     ]
     _read_runs(ink, pieces, major, runs, joined, arrays, recognizer)
-    cost = {
-        run: shape[k] - np.log(float(probabilities[k].max()) + 1e-6) if usable[k] else np.inf
-        for k, run in enumerate(runs)
-    }
+    cost = {run: run_cost(k) for k, run in enumerate(runs)}
     # best[b]: the cheapest reading of the first b pieces, and where its last digit starts.
     best = [(0.0, -1)] + [(np.inf, -1)] * len(major)
     for b in range(1, len(major) + 1):
@@ -264,7 +266,7 @@ def read_digits(ink, recognizer):
             found.append(ReadDigit(box, own, inputs[k], probabilities[k]))
     again = [i for i, digit in enumerate(found) if digit.probabilities is None]
     if again:
-        redone = recognizer.classify_batch(np.stack([found[i].model_input for i in again]))[:, :DIGIT_CLASSES]
+        redone = recognizer.classify_batch(np.stack([found[i].model_input for i in again]))
         for i, p in zip(again, redone, strict=True):
             found[i] = dataclasses.replace(found[i], probabilities=p)
     return found

@@ -1,6 +1,8 @@
 """Number mode through the HTTP API: canvas numbers and paper photos, several digits in digit mode, labels, limits."""
 
 import base64
+import copy
+import dataclasses
 import io
 import json
 import math
@@ -11,9 +13,12 @@ import numpy as np
 import pytest
 
 from mnist_web import create_app, exif
+from mnist_web.answers import number_answer
 from mnist_web.evaluation import read_number
 from mnist_web.limits import MAX_UPLOAD_BYTES
 from mnist_web.numbers import NUMBER_CANVAS, canvas_numbers, paper_photos
+from mnist_web.preprocessing import image_ink
+from mnist_web.segmentation import read_digits
 
 NUMBERS_SEED = 1313
 PHOTOS_SEED = 1314
@@ -266,3 +271,23 @@ def test_a_grid_of_hundreds_of_strokes_is_refused_at_once(client):
     assert response.status_code == 422 and response.get_json()["error"] == "too_many_digits"
     single = client.post("/api/v1/predictions", data=png, content_type="image/png")
     assert single.status_code == 201 and single.get_json()["verdict"] != "several_digits"
+
+
+def test_a_part_the_refusal_head_refuses_at_its_threshold_refuses_the_number(recognizer, numbers):
+    """The number's parts are refused by the calibration's own rule, the head's threshold included."""
+    if recognizer.head is None:
+        pytest.skip("the committed model has no refusal head")
+    png, _ = numbers[0]
+    ink, _ = image_ink(png)
+    parts = read_digits(ink, recognizer)
+    _, scores = recognizer.outputs(np.stack([part.model_input for part in parts]))
+    # A threshold just under the most doubtful part's score (by more than the 1e-6 a different batch makes of a
+    # score): that part is refused by the head, with P(not a digit) within float32 rounding of refuse_at.
+    at_threshold = copy.copy(recognizer)
+    at_threshold.calibration = dataclasses.replace(recognizer.calibration, head_at=float(scores.max()) - 1e-5)
+    answer = number_answer(ink, 1.0, at_threshold)
+    assert answer["verdict"] == "not_a_digit" and answer["number"] is None
+    refuse_at = recognizer.calibration.refuse_at
+    assert any(d["digit"] is None for d in answer["digits"])
+    for digit in answer["digits"]:
+        assert (digit["digit"] is None) == (digit["not_a_digit"] >= refuse_at)

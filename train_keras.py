@@ -265,9 +265,7 @@ def main():
     digit_raw = np.concatenate([raw["mnist"], raw["canvas"]])
     # Temperature, not-a-digit bias, and the threshold that refuses MAX_DIGIT_REFUSAL of validation digits;
     # then that budget shared between the model's own refusals and the head's.
-    calibration = fit_calibration(
-        digit_raw, np.concatenate([labels["mnist"], labels["canvas"]]), raw["negatives"], MAX_DIGIT_REFUSAL
-    )
+    calibration = fit_calibration(digit_raw, np.concatenate([labels["mnist"], labels["canvas"]]), MAX_DIGIT_REFUSAL)
     uncalibrated = Calibration(1.0, calibration.refuse_at)  # "before" figures: no temperature, bias or head
     calibration = fit_head_threshold(
         calibration,

@@ -16,11 +16,11 @@ from mnist_web.evaluation import (
 )
 from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS
 
-# Floors under what the committed model measures (README, "Not a digit"): 99.53 %, 99.35 %, 77 %, 0.82 %.
-# Issue 12 asks 99.6 %, 99.5 % and 95 %; the fine-tuned 11-class model does not reach them yet.
-MNIST_TARGET = 0.995
-CANVAS_TARGET = 0.993
-NOT_DIGITS_REFUSED_TARGET = 0.72
+# Floors under what the committed model measures (README, "Not a digit"): 99.62 %, 99.43 %, 89 % (on 2,000;
+# this test draws 1,000), 0.16 % ECE. Issue 12 asks 99.6 %, 99.5 % and 95 %: the last two are not reached yet.
+MNIST_TARGET = 0.996
+CANVAS_TARGET = 0.994
+NOT_DIGITS_REFUSED_TARGET = 0.85
 ECE_TARGET = 0.01
 
 

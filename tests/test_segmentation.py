@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from mnist_web import exif, photo
+from mnist_web.calibration import Calibration
 from mnist_web.canvas import canvas_set, draw_ink, encode_png
 from mnist_web.evaluation import number_accuracy
 from mnist_web.numbers import _place, canvas_numbers, paper_photos
 from mnist_web.preprocessing import decode_image, extract_ink, image_ink, normalize_ink, preprocess, stroke_components
-from mnist_web.segmentation import holds_several_digits, read_digits
+from mnist_web.segmentation import holds_several_digits, read_digits, scoring_confidences
 
 # MNIST test indices of digits the model reads surely when drawn: 7, 2, 1, 0, 4.
 SEVEN, TWO, ONE, ZERO, FOUR = 0, 1, 2, 3, 4
@@ -203,3 +204,14 @@ def test_png_of_a_number_round_trips(mnist_test, recognizer):
     ink = side_by_side(mnist_test, [FOUR, ZERO, SEVEN], gap=10)
     png = encode_png(ink, "white")
     assert read(image_ink(png)[0], recognizer) == "407"
+
+
+def test_the_grouping_scores_at_its_own_temperature_whatever_the_calibrations(mnist_test, recognizer):
+    """The calibration's temperature is fitted for the answers' confidence; the grouping's costs do not move with it."""
+    raw = recognizer.predict_batch(mnist_test[0][:200] / 255.0)
+    bias = recognizer.calibration.not_a_digit_bias
+    scored = [scoring_confidences(Calibration(t, 0.99, bias).apply(raw), t) for t in (0.4, 1.0, 2.5)]
+    np.testing.assert_allclose(scored[0], scored[1], rtol=1e-4)
+    np.testing.assert_allclose(scored[2], scored[1], rtol=1e-4)
+    # What the answers say differs: the same drawings, other confidences.
+    assert np.abs(Calibration(0.4, 0.99, bias).apply(raw) - Calibration(2.5, 0.99, bias).apply(raw)).max() > 0.1

@@ -67,19 +67,21 @@ class Recognizer:
 
     `inference` (default: Config.MNIST_INFERENCE): "onnx", "tensorflow", "numpy", or "auto": ONNX Runtime
     (else NumPy) for one image and TensorFlow for batches where they are installed (see runtime_for). Every
-    runtime gives the same digits; the version names the weights either way.
+    runtime gives the same digits; the version names the weights, calibration and head either way.
     """
 
     def __init__(self, model_dir, inference=None):
         self.model_dir = Path(model_dir)
-        weights = self.model_dir / MODEL_WEIGHTS
-        head = self.model_dir / HEAD_FILE  # it changes answers too, so it is part of the version
-        digest = hashlib.sha256(weights.read_bytes() + (head.read_bytes() if head.exists() else b""))
-        self.version = "cnn-" + digest.hexdigest()[:12]
         self.calibration = Calibration.load(self.model_dir)
         self.classes = _output_width(self.model_dir / MODEL_JSON)
         # The refusal head reads the model's inner features, so the runtimes answer them too (folding.tapped).
         self.head = RefusalHead.load(self.model_dir) if self.calibration.head_at is not None else None
+        # Everything that shapes an answer names it: the weights, the calibration's parameters, the head in use.
+        digest = hashlib.sha256((self.model_dir / MODEL_WEIGHTS).read_bytes())
+        digest.update(json.dumps(dataclasses.asdict(self.calibration), sort_keys=True).encode())
+        if self.head is not None:
+            digest.update((self.model_dir / HEAD_FILE).read_bytes())
+        self.version = "cnn-" + digest.hexdigest()[:12]
         setting = Config.MNIST_INFERENCE if inference is None else inference
         self.runtime = runtime_for(setting)  # what runs one image (the request path)
         self.batch_runtime = runtime_for(setting, batch=True)

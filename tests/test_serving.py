@@ -211,23 +211,44 @@ def test_threads_of_one_process_wait_for_the_schema(tmp_path):
         holder.close()
 
 
-def _established_per_worker(server):
-    """{worker pid: established connections it holds on the server's port}, read from /proc."""
+def _server_sockets(server, wanted):
+    """The server port's sockets (as /proc fd link targets) whose (state, remote port) `wanted` accepts."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(FileNotFoundError), open(table) as lines:
             next(lines)
             for line in lines:
                 fields = line.split()
-                local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
-                if local_port == server.port and state == "01":  # 01: ESTABLISHED
-                    inodes.add(f"socket:[{inode}]")
+                local_port, remote_port = (int(field.rsplit(":", 1)[1], 16) for field in fields[1:3])
+                if local_port == server.port and wanted(fields[3], remote_port):
+                    inodes.add(f"socket:[{fields[9]}]")
+    return inodes
+
+
+def _held_per_worker(server, inodes):
+    """{worker pid: how many of these sockets it holds}, read from /proc."""
     held = {}
     for pid in server.workers():
         with contextlib.suppress(FileNotFoundError):
             links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
             held[pid] = sum(link in inodes for link in links)
     return held
+
+
+def _established_per_worker(server):
+    """{worker pid: established connections it holds on the server's port}."""
+    return _held_per_worker(server, _server_sockets(server, lambda state, _: state == "01"))  # 01: ESTABLISHED
+
+
+def _wait_until_accepted(server, sock, deadline_s=30):
+    """Wait until a worker holds the server's end of the client socket `sock` (bounded)."""
+    client_port = sock.getsockname()[1]
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if any(_held_per_worker(server, _server_sockets(server, lambda _, port: port == client_port)).values()):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no worker accepted the connection from port {client_port} in {deadline_s} s")
 
 
 def _wait_for_ready_workers(server, count, deadline_s=120):
@@ -274,7 +295,8 @@ def test_keepalive_connections_are_spread_evenly_over_the_workers(serve):
 
 def test_a_new_worker_gets_its_share_of_existing_keepalive_connections(serve):
     """Connections held by one worker are moved to a worker started later: told to close, they come back."""
-    server = serve(workers=1, threads=2).wait_ready()
+    # A long keep-alive: the idle connections must outlast the new worker's start on a busy machine.
+    server = serve(workers=1, threads=2, env={"GUNICORN_KEEPALIVE": "120"}).wait_ready()
     _wait_for_ready_workers(server, 1)
     socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(8)]
     try:
@@ -291,6 +313,9 @@ def test_a_new_worker_gets_its_share_of_existing_keepalive_connections(serve):
                     sock.close()
                     socks[index] = socket.create_connection(("127.0.0.1", server.port), timeout=30)
                     reconnected += 1
+                    # A busy machine may leave it in the listen backlog for a while; until a worker accepts it,
+                    # no worker counts it, and the next request would move one too many.
+                    _wait_until_accepted(server, socks[index])
         held = _established_per_worker(server)
         assert sorted(held.values()) == [4, 4], held
         assert reconnected == 4  # exactly the share moved, no connection closed for nothing

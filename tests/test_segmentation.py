@@ -53,6 +53,42 @@ def test_overlapping_boxes(mnist_test, recognizer):
     assert first[0] + first[2] > second[0], "the test meant the boxes to overlap"
 
 
+def touching(mnist_test, indices, into=3, size=150, seed=0):
+    """Draw test digits left to right, each pushed `into` px into the ink before it: one stroke piece."""
+    images, _ = mnist_test
+    rng = np.random.default_rng(seed)
+    inks = [draw_ink(images[i], rng, size) for i in indices]
+    strip = np.zeros((size + 40, sum(ink.shape[1] for ink in inks) + 80), np.float32)
+    left = 20
+    for n, ink in enumerate(inks):
+        if n:
+            left = _place(strip, ink, 0, 0, 20) - into
+        region = strip[20 : 20 + ink.shape[0], left : left + ink.shape[1]]
+        np.maximum(region, ink, out=region)
+    return strip
+
+
+@pytest.mark.parametrize(
+    "indices, number", [((SEVEN, TWO), "72"), ((SEVEN, ZERO), "70"), ((TWO, SEVEN), "27"), ((FOUR, TWO), "42")]
+)
+def test_digits_that_touch_are_cut_apart(mnist_test, recognizer, indices, number):
+    ink = touching(mnist_test, indices)
+    assert stroke_components(ink)[2] == 2, "the test meant the digits to be one stroke piece"
+    digits = read_digits(ink, recognizer)
+    assert "".join(str(d.digit) for d in digits) == number
+    assert digits[0].box[0] < digits[1].box[0] and digits[0].box[0] + digits[0].box[2] <= digits[1].box[0] + 1
+
+
+@pytest.mark.parametrize("index, digit", [(SEVEN, 7), (TWO, 2), (ZERO, 0), (FOUR, 4)])
+def test_a_wide_digit_is_not_cut(mnist_test, recognizer, index, digit):
+    images, _ = mnist_test
+    ink = draw_ink(images[index], np.random.default_rng(0), 150)
+    wide = cv2.resize(ink, (int(ink.shape[1] * 1.8), ink.shape[0]))  # much wider than tall: a cut is tried
+    page = np.zeros((wide.shape[0] + 40, wide.shape[1] + 40), np.float32)
+    page[20 : 20 + wide.shape[0], 20 : 20 + wide.shape[1]] = wide
+    assert [d.digit for d in read_digits(page, recognizer)] == [digit]
+
+
 def test_wide_gaps_and_specks(mnist_test, recognizer):
     ink = side_by_side(mnist_test, [ZERO, FOUR, TWO], gap=60)
     for row, col in [(5, 5), (100, 200), (170, ink.shape[1] - 8), (10, 150)]:

@@ -51,7 +51,7 @@ TOUCHING_WIDE = 0.9
 VERY_WIDE = 1.4
 CUT_FROM = 0.25
 CUT_COLUMNS = (0.3, 0.4, 0.5, 0.6, 0.7)
-CUT = 2.0
+CUT = 1.5
 # Runs of pieces whose shape alone costs more than this are not read as one digit (speed: fewer model calls).
 HOPELESS = 5.0
 # A piece the model reads this surely on its own is not joined to a tall neighbour standing beside it.

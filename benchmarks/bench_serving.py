@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_serving.py                    # SQLite, Cassandra, constant endpoint
     .venv/bin/python benchmarks/bench_serving.py --duration 10 --warmup 5 --targets constant,sqlite
     .venv/bin/python benchmarks/bench_serving.py --mode chaos       # 5 min, a worker killed and one recycled
+    .venv/bin/python benchmarks/bench_serving.py --mode mixed       # drawings with photos beside, 1 and 4 threads
 
 `load` mode starts, one after the other, a Flask endpoint that answers a constant (the ceiling of
 gunicorn + Flask on this machine, same gunicorn.conf.py), mnist_web on SQLite, and mnist_web on a
@@ -21,17 +22,25 @@ starts a replacement). It prints the slowest request, the errors, and whether ev
 prediction is in the store. `--via proxy` runs it through the deployed stack (`make run-proxy`: nginx,
 which passes the requests a killed worker held on to another worker) instead of gunicorn alone.
 
+`mixed` mode runs mnist_web on SQLite with each request-thread count of --mixed-threads in turn: wrk posts
+canvas drawings over --low-connections connections while one client beside it posts paper photos in number
+mode (mnist_web.numbers), pausing PHOTO_PAUSE_S between them. It prints the drawings' req/s, p50, p99 and
+slowest request and the photos' count and median: what a long request does to the short ones behind it.
+
 Needs `wrk` (Debian package) and, for Cassandra, a JDK 17 and the jars `make cassandra-jars` fetches.
 """
 
 import argparse
 import base64
 import contextlib
+import http.client
+import itertools
 import json
 import os
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +58,7 @@ from support import harness  # noqa: E402  (tests/support: the one way to run a 
 from support.ports import free_port  # noqa: E402
 
 MNIST_APP = "mnist_web:create_app()"
+PHOTO_PAUSE_S = 0.2  # mixed mode: the photo client's pause between photos
 CONSTANT_APP = "bench_serving:constant_app()"  # imported by gunicorn from benchmarks/
 
 # wrk's Lua side: cycle through the bodies; print one JSON line of figures at the end.
@@ -360,9 +370,72 @@ def chaos_mode(args, folder, script):
         server.stop()
 
 
+def photo_bodies(count, seed=20240502):
+    """`count` generated paper photos of 1-6 MNIST test digits, as JPEG bytes."""
+    from mnist_web.datasets import load_mnist
+    from mnist_web.numbers import paper_photos
+
+    (_, _), (images, labels) = load_mnist()
+    return [jpeg for jpeg, _ in paper_photos(images, labels, count, seed)]
+
+
+def post_photos(base, photos, stop, latencies_ms):
+    """Post the photos in number mode, one at a time with a pause, until `stop`; append each latency."""
+    host, port = base.split("//", 1)[1].rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    for i in itertools.count():
+        if stop.is_set():
+            break
+        started = time.perf_counter()
+        connection.request(
+            "POST",
+            "/api/v1/predictions?mode=number",
+            body=photos[i % len(photos)],
+            headers={"Content-Type": "image/jpeg"},
+        )
+        response = connection.getresponse()
+        response.read()
+        if response.status == 201:
+            latencies_ms.append((time.perf_counter() - started) * 1000)
+        stop.wait(PHOTO_PAUSE_S)
+    connection.close()
+
+
+def mixed_mode(args, folder, script):
+    env = dict(item.split("=", 1) for item in args.env)
+    photos = photo_bodies(6)
+    print(f"load: {os.getloadavg()[0]:.2f} (1 min); photos of {', '.join(f'{len(p) // 1024}' for p in photos)} KiB")
+    for threads in args.mixed_threads.split(","):
+        run_env = {
+            **env,
+            "GUNICORN_THREADS": threads,
+            "MNIST_DATABASE_URL": f"sqlite:///{folder}/mixed-{threads}.sqlite3",
+        }
+        server = Gunicorn(MNIST_APP, folder, run_env).start()
+        stop, latencies = threading.Event(), []
+        photo_client = threading.Thread(target=post_photos, args=(server.base, photos, stop, latencies))
+        try:
+            if args.warmup > 0:
+                run_wrk(server.base, script, args.low_connections, args.warmup)
+            photo_client.start()
+            figures = run_wrk(server.base, script, args.low_connections, args.duration)
+        finally:
+            stop.set()
+            if photo_client.is_alive():
+                photo_client.join(timeout=90)
+            server.stop()
+        median = f"{statistics.median(latencies):.0f} ms" if latencies else "-"
+        print(
+            f"{threads} thread(s) a worker: drawings {figures['rps']:.0f} req/s, p50 {fmt_ms(figures['p50_us'])} ms, "
+            f"p99 {fmt_ms(figures['p99_us'])} ms, slowest {fmt_ms(figures['max_us'])} ms, errors {figures['errors']}; "
+            f"photos {len(latencies)}, median {median}",
+            flush=True,
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=["load", "chaos"], default="load")
+    parser.add_argument("--mode", choices=["load", "chaos", "mixed"], default="load")
     parser.add_argument("--targets", default="constant,sqlite,cassandra", help="load mode: which to run")
     parser.add_argument("--duration", type=int, default=30, help="seconds measured per run")
     parser.add_argument("--warmup", type=int, default=30, help="seconds of load before each measured run")
@@ -380,13 +453,14 @@ def main():
     parser.add_argument("--low-connections", type=int, default=4, help="the second SQLite run (for p99)")
     parser.add_argument("--bodies", type=int, default=50, help="distinct canvas drawings posted")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for gunicorn (repeatable)")
+    parser.add_argument("--mixed-threads", default="1,4", help="mixed mode: GUNICORN_THREADS values to compare")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk, or scripts/install_system_deps.sh)")
     folder = tempfile.mkdtemp(prefix="bench_serving-")
     try:
         script = write_lua(folder, canvas_data_urls(args.bodies))
-        (chaos_mode if args.mode == "chaos" else load_mode)(args, folder, script)
+        {"load": load_mode, "chaos": chaos_mode, "mixed": mixed_mode}[args.mode](args, folder, script)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -13,7 +13,9 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Request threads per worker: one computes (the GIL lets one at a time) while the others wait on the socket
 # or the database. A database across the network (Cassandra, Redis) keeps each request waiting longer, so
 # more threads keep the CPU busy. Measured (README, Serving under load): SQLite gains little from 2 to 6;
-# Cassandra on the same 2 cores went from 122 req/s with 2 threads to ~175 with 4 to 6.
+# Cassandra on the same 2 cores went from 122 req/s with 2 threads to ~175 with 4 to 6. One thread gives a load
+# of canvas drawings a shorter tail, but then a photo (or a slow upload) holds its whole worker: drawings behind
+# photos had a p99 of 218-258 ms against 46-54 ms with 4 (README, Serving under load; bench_serving --mode mixed).
 DEFAULT_THREADS = 4
 REMOTE_STORE_THREADS = 6
 REMOTE_STORES = ("cassandra", "redis")

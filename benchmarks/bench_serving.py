@@ -138,12 +138,13 @@ class Gunicorn:
 
     def __init__(self, app, folder, env=None):
         self.app = app
+        self.host = "127.0.0.1"
         self.port = free_port()
         self.folder = Path(folder)
         self.log_path = self.folder / f"gunicorn-{self.port}.log"
         self.env = {
             **os.environ,
-            "HOST": "127.0.0.1",
+            "HOST": self.host,
             "PORT": str(self.port),
             "PROMETHEUS_MULTIPROC_DIR": str(self.folder / f"metrics-{self.port}"),
             **(env or {}),
@@ -157,7 +158,7 @@ class Gunicorn:
     @property
     def base(self):
         """The server's base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout=180):
         """Start gunicorn and wait for /readyz to answer 200; records the seconds it took."""
@@ -290,9 +291,14 @@ def print_row(name, figures, baseline, server):
     )
 
 
+def extra_env(args):
+    """The --env NAME=VALUE settings as a dict."""
+    return dict(item.split("=", 1) for item in args.env)
+
+
 def load_mode(args, folder, script):
     targets = args.targets.split(",")
-    env = dict(item.split("=", 1) for item in args.env)
+    env = extra_env(args)
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
     print(f"warm-up {args.warmup} s, measured {args.duration} s; extra env: {env or '-'}")
     header = f"{'target':<26} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>9} {'p99/p50':>8} {'errors':>6}"
@@ -332,7 +338,7 @@ def load_mode(args, folder, script):
 
 
 def chaos_mode(args, folder, script):
-    env = dict(item.split("=", 1) for item in args.env)
+    env = extra_env(args)
     database = Path(folder) / "chaos.sqlite3"
     env["MNIST_DATABASE_URL"] = f"sqlite:///{database}"
     server = (ProxiedStack(folder, env) if args.via == "proxy" else Gunicorn(MNIST_APP, folder, env)).start()
@@ -379,10 +385,9 @@ def photo_bodies(count, seed=20240502):
     return [jpeg for jpeg, _ in paper_photos(images, labels, count, seed)]
 
 
-def post_photos(base, photos, stop, latencies_ms):
+def post_photos(server, photos, stop, latencies_ms):
     """Post the photos in number mode, one at a time with a pause, until `stop`; append each latency."""
-    host, port = base.split("//", 1)[1].rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
     for i in itertools.count():
         if stop.is_set():
             break
@@ -402,7 +407,7 @@ def post_photos(base, photos, stop, latencies_ms):
 
 
 def mixed_mode(args, folder, script):
-    env = dict(item.split("=", 1) for item in args.env)
+    env = extra_env(args)
     photos = photo_bodies(6)
     print(f"load: {os.getloadavg()[0]:.2f} (1 min); photos of {', '.join(f'{len(p) // 1024}' for p in photos)} KiB")
     for threads in args.mixed_threads.split(","):
@@ -413,7 +418,7 @@ def mixed_mode(args, folder, script):
         }
         server = Gunicorn(MNIST_APP, folder, run_env).start()
         stop, latencies = threading.Event(), []
-        photo_client = threading.Thread(target=post_photos, args=(server.base, photos, stop, latencies))
+        photo_client = threading.Thread(target=post_photos, args=(server, photos, stop, latencies))
         try:
             if args.warmup > 0:
                 run_wrk(server.base, script, args.low_connections, args.warmup)

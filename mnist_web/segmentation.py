@@ -104,8 +104,9 @@ def _pieces(ink):
     return _Pieces(labels, stats, (left, top), float(np.percentile(tall, 75)))
 
 
-def _wide(pieces, i):
-    return pieces.stats[i, cv2.CC_STAT_WIDTH] >= TOUCHING_WIDE * pieces.height
+def _wide(pieces, i, share=TOUCHING_WIDE):
+    """Piece i is at least `share` times as wide as the writing is tall."""
+    return pieces.stats[i, cv2.CC_STAT_WIDTH] >= share * pieces.height
 
 
 def _cut_wide(ink, pieces, wide, recognizer):
@@ -151,10 +152,9 @@ def _cut_at(pieces, i, column):
 
 def _mask_stats(mask, left, top):
     """A connectedComponentsWithStats row (left, top, width, height, area) of a mask placed at (left, top)."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return np.array(
-        [left + cols[0], top + rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1, int(mask.sum())], np.int32
-    )
+    mask = mask.astype(np.uint8)
+    x, y, width, height = cv2.boundingRect(mask)
+    return np.array([left + x, top + y, width, height, cv2.countNonZero(mask)], np.int32)
 
 
 def _cut_cost(pieces, major, a, b):
@@ -309,8 +309,7 @@ def read_digits(ink, recognizer):
         i
         for ids, digit in zip(runs, found, strict=True)
         for i in ids
-        if _wide(pieces, i)
-        and (digit.confidence < SURE or pieces.stats[i, cv2.CC_STAT_WIDTH] >= VERY_WIDE * pieces.height)
+        if _wide(pieces, i) and (digit.confidence < SURE or _wide(pieces, i, VERY_WIDE))
     ]
     if not unsure:
         return found

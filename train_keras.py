@@ -77,7 +77,9 @@ def parse_args():
     parser.add_argument(
         "--init-from",
         type=Path,
-        help="start from the weights of a trained model folder (a 10-class one gains the not-a-digit class)",
+        nargs="+",
+        help="start from the weights of a trained model folder (a 10-class one gains the not-a-digit class); "
+        "several folders are merged into one model that averages their logits (an ensemble, --refit-refusal only)",
     )
     parser.add_argument(
         "--refit-refusal",
@@ -92,6 +94,8 @@ def main():
     args = parse_args()
     if args.refit_refusal and not args.init_from:
         raise SystemExit("--refit-refusal needs --init-from: the model whose not-a-digit output is refitted")
+    if args.init_from and len(args.init_from) > 1 and not args.refit_refusal:
+        raise SystemExit("several --init-from folders make an ensemble, whose members are not trained further")
 
     import keras
     import tensorflow as tf
@@ -196,20 +200,21 @@ def main():
         x = layers.BatchNormalization()(x)
         return layers.ReLU()(x)
 
-    inputs = keras.Input((28, 28, 1), name="digit")
-    x = layers.MaxPooling2D()(conv(conv(inputs, 32), 32))
-    x = layers.MaxPooling2D()(conv(conv(x, 64), 64))
-    x = layers.Flatten()(x)
-    x = layers.Dropout(DROPOUT)(x)
-    x = layers.Dense(DENSE_UNITS, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU()(x)
-    x = layers.Dropout(DROPOUT)(x)
-    outputs = layers.Dense(CLASSES, activation="softmax", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name="mnist_cnn")
-    model.summary()
     if args.init_from:
-        start_from(model, args.init_from)
+        model = start_from(args.init_from, CLASSES)
+    else:
+        inputs = keras.Input((28, 28, 1), name="digit")
+        x = layers.MaxPooling2D()(conv(conv(inputs, 32), 32))
+        x = layers.MaxPooling2D()(conv(conv(x, 64), 64))
+        x = layers.Flatten()(x)
+        x = layers.Dropout(DROPOUT)(x)
+        x = layers.Dense(DENSE_UNITS, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.Dropout(DROPOUT)(x)
+        outputs = layers.Dense(CLASSES, activation="softmax", name="probabilities")(x)
+        model = keras.Model(inputs, outputs, name="mnist_cnn")
+    model.summary()
 
     peak = FINE_TUNE_LEARNING_RATE if args.init_from else PEAK_LEARNING_RATE
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -320,7 +325,7 @@ def main():
         "test_refused": int((predicted == NOT_A_DIGIT).sum()),
         "test_ece": test_ece,
         "calibration": {**dataclasses.asdict(calibration), "validation": validation},
-        "initialised_from": str(args.init_from) if args.init_from else None,
+        "initialised_from": [str(folder) for folder in args.init_from] if args.init_from else None,
         "refit_refusal_only": args.refit_refusal,
         "epochs": 0 if args.refit_refusal else args.epochs,
         "seed": args.seed,
@@ -371,24 +376,39 @@ def render_negatives(count, seed, traced=False):
         return np.concatenate(pool.starmap(training_model_inputs, jobs))
 
 
-def start_from(model, folder):
-    """Load a trained model's weights into `model`; a 10-class head fills the first ten of the new outputs."""
+def start_from(folders, classes):
+    """The trained model of `folders` (merged into one if several); a 10-class one gains a fresh not-a-digit output."""
     import keras
 
+    from mnist_web.ensemble import merge
     from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS
 
-    trained = keras.models.model_from_json((Path(folder) / MODEL_JSON).read_text())
-    trained.load_weights(Path(folder) / MODEL_WEIGHTS)
-    for new, old in zip(model.layers, trained.layers, strict=True):
+    trained = []
+    for folder in folders:
+        member = keras.models.model_from_json((Path(folder) / MODEL_JSON).read_text())
+        member.load_weights(Path(folder) / MODEL_WEIGHTS)
+        trained.append(member)
+    model = merge(trained) if len(trained) > 1 else trained[0]
+    logging.info("started from the weights of %s", ", ".join(map(str, folders)))
+    output = model.layers[-1]
+    if output.units == classes:
+        return model
+
+    def more_classes(layer):
+        config = layer.get_config()
+        if layer is output:
+            config["units"] = classes
+        return layer.__class__.from_config(config)
+
+    grown = keras.models.clone_model(model, clone_function=more_classes)
+    for new, old in zip(grown.layers, model.layers, strict=True):
         weights = old.get_weights()
-        if [w.shape for w in weights] == [w.shape for w in new.get_weights()]:
-            new.set_weights(weights)
-            continue
-        kernel, bias = new.get_weights()  # the output layer: keep the new class's fresh weights
-        kernel[:, : weights[0].shape[1]] = weights[0]
-        bias[: weights[1].shape[0]] = weights[1]
-        new.set_weights([kernel, bias])
-    logging.info("started from the weights of %s", folder)
+        if old is output:  # keep the new class's fresh weights
+            kernel, bias = new.get_weights()
+            kernel[:, : output.units], bias[: output.units] = weights
+            weights = [kernel, bias]
+        new.set_weights(weights)
+    return grown
 
 
 def refit_refusal(model, digits, negatives):

@@ -66,6 +66,32 @@ class Tap:
     """Keep the activations here: the run answers them too, after the output (see `tapped`)."""
 
 
+def block_groups(kernel, most=8):
+    """How many equal independent groups a (..., in, out) kernel's channels fall into (1 if not block-diagonal).
+
+    A merged ensemble's convolutions (mnist_web/ensemble.py) are block-diagonal: group g's outputs read only
+    group g's inputs, which a runtime can compute as a grouped convolution at a fraction of the work.
+    """
+    inputs, outputs = kernel.shape[-2:]
+    for groups in range(min(most, inputs), 1, -1):
+        if inputs % groups or outputs % groups:
+            continue
+        rows, cols = inputs // groups, outputs // groups
+        blocks = kernel.reshape(-1, groups, rows, groups, cols)
+        off_diagonal = ~np.eye(groups, dtype=bool)
+        if not np.any(blocks.transpose(1, 3, 0, 2, 4)[off_diagonal]):
+            return groups
+    return 1
+
+
+def dense_groups(kernel, width):
+    """block_groups of a Dense kernel whose input is `width` channels at each of several flattened positions."""
+    inputs, outputs = kernel.shape
+    if inputs % width:
+        return 1
+    return block_groups(kernel.reshape(inputs // width, width, outputs))
+
+
 def tapped(steps):
     """The steps with a Tap before every Dense: a run answers [output, each Dense layer's input] side by side.
 

@@ -8,7 +8,7 @@ well under a second without TensorFlow.
 
 import numpy as np
 
-from .folding import Conv, Dense, Flatten, MaxPool, Relu, Tap, Unfoldable, fold, tapped
+from .folding import Conv, Dense, Flatten, MaxPool, Relu, Tap, Unfoldable, block_groups, dense_groups, fold, tapped
 from .saved_model import saved_layers
 
 OPSET = 13
@@ -33,10 +33,27 @@ class _Graph:
         self.nodes, self.weights, self.last = [], [], INPUT
         self._numpy_helper = numpy_helper
 
-    def weight(self, array):
+    def weight(self, array, dtype=np.float32):
         name = f"w{len(self.weights)}"
-        self.weights.append(self._numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name))
+        self.weights.append(self._numpy_helper.from_array(np.ascontiguousarray(array, dtype), name))
         return name
+
+    def grouped_dense(self, kernel, width, groups):
+        """x @ kernel for a block-diagonal kernel (block_groups), as one batched MatMul of the groups' blocks.
+
+        The input is (n, positions * width) in Keras' flatten order (position, group, channel); each group's
+        block reads its own channels at every position and writes its own outputs.
+        """
+        inputs, outputs = kernel.shape
+        positions, channels, units = inputs // width, width // groups, outputs // groups
+        blocks = kernel.reshape(positions, groups, channels, groups, units)
+        stacked = np.stack([blocks[:, g, :, g, :].reshape(positions * channels, units) for g in range(groups)])
+        self.add("Reshape", self.weight([-1, positions, groups, channels], np.int64))
+        self.add("Transpose", perm=[2, 0, 1, 3])
+        self.add("Reshape", self.weight([groups, -1, positions * channels], np.int64))
+        self.add("MatMul", self.weight(stacked))
+        self.add("Transpose", perm=[1, 0, 2])
+        self.add("Reshape", self.weight([-1, outputs], np.int64))
 
     def add(self, op, *inputs, **attributes):
         from onnx import helper
@@ -60,14 +77,26 @@ def onnx_model(steps, input_shape=(28, 28, 1)):
     graph.add("Transpose", perm=[0, 3, 1, 2])  # ONNX convolves (n, c, h, w)
     channels_first = True
     kept = []
+    width = input_shape[-1]  # channels of the last feature map, or units of the last Dense layer
     for step in steps:
         if isinstance(step, Tap):
             kept.append(graph.last)
         elif isinstance(step, Conv):
-            # Keras kernels are (h, w, in, out); ONNX wants (out, in, h, w).
-            kernel = graph.weight(step.kernel.transpose(3, 2, 0, 1))
-            bias = graph.weight(step.bias)
-            graph.add("Conv", kernel, bias, strides=list(step.strides), auto_pad=PADDING[step.padding])
+            # Keras kernels are (h, w, in, out); ONNX wants (out, in / groups, h, w), group g's outputs first.
+            groups, width = block_groups(step.kernel), step.kernel.shape[3]
+            kernel = step.kernel.transpose(3, 2, 0, 1)
+            rows, cols = kernel.shape[0] // groups, kernel.shape[1] // groups
+            kernel = np.concatenate(
+                [kernel[g * rows : (g + 1) * rows, g * cols : (g + 1) * cols] for g in range(groups)]
+            )
+            graph.add(
+                "Conv",
+                graph.weight(kernel),
+                graph.weight(step.bias),
+                strides=list(step.strides),
+                auto_pad=PADDING[step.padding],
+                group=groups,
+            )
             if step.activation == "softmax":
                 raise Unfoldable("ONNX runtime: a softmax on a convolution's channels")
             graph.activation(step.activation)
@@ -82,8 +111,14 @@ def onnx_model(steps, input_shape=(28, 28, 1)):
                 channels_first = False
             graph.add("Flatten", axis=1)
         elif isinstance(step, Dense):
-            graph.add("Gemm", graph.weight(step.kernel), graph.weight(step.bias))
+            groups = dense_groups(step.kernel, width)
+            if groups > 1:
+                graph.grouped_dense(step.kernel, width, groups)
+                graph.add("Add", graph.weight(step.bias))
+            else:
+                graph.add("Gemm", graph.weight(step.kernel), graph.weight(step.bias))
             graph.activation(step.activation)
+            width = step.kernel.shape[1]
         else:
             raise Unfoldable(f"no ONNX step for {step!r}")
     if kept:  # the output, then the tapped activations, side by side

@@ -17,11 +17,11 @@ from mnist_web.evaluation import (
 from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, Recognizer
 from mnist_web.refusal_head import HEAD_FILE
 
-# Floors under what the committed model measures (README, "Not a digit"): 99.62 %, 99.43 %, 89 % (on 2,000;
-# this test draws 1,000), 0.16 % ECE. Issue 12 asks 99.6 %, 99.5 % and 95 %: the last two are not reached yet.
+# Floors under what the committed model measures (README, "Not a digit"): 99.65 %, 99.53 %, 93.5 % (on 2,000;
+# this test draws 1,000), 0.17 % ECE. Issue 12 asks 99.6 %, 99.5 % and 95 %: the last is not reached yet.
 MNIST_TARGET = 0.996
-CANVAS_TARGET = 0.994
-NOT_DIGITS_REFUSED_TARGET = 0.85
+CANVAS_TARGET = 0.995
+NOT_DIGITS_REFUSED_TARGET = 0.90
 ECE_TARGET = 0.01
 
 

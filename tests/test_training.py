@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 
+from mnist_web.datasets import load_mnist
 from mnist_web.preprocessing import image_format
 from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, Recognizer
 from mnist_web.refusal_head import HEAD_FILE
@@ -14,15 +16,16 @@ from mnist_web.refusal_head import HEAD_FILE
 REPO = Path(__file__).resolve().parent.parent
 
 
+def train(*args, timeout=900):
+    """Run train_keras.py with these arguments from the repository root."""
+    return subprocess.run(
+        [sys.executable, "train_keras.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_short_training_run_writes_a_loadable_model_metrics_and_plots(tmp_path):
     output = tmp_path / "model"
-    result = subprocess.run(
-        [sys.executable, "train_keras.py", "--epochs", "1", "--limit", "1024", "--output", str(output)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = train("--epochs", "1", "--limit", "1024", "--output", str(output), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
     model = keras.models.model_from_json((output / MODEL_JSON).read_text())
@@ -63,20 +66,9 @@ def load_model(folder):
 def test_refit_refusal_changes_only_the_not_a_digit_output(tmp_path):
     """--refit-refusal trains nothing but the not-a-digit row of the output layer, then calibrates anew."""
     output = tmp_path / "refit"
-    result = subprocess.run(
-        [sys.executable, "train_keras.py", "--init-from", "model", "--refit-refusal", "--limit", "512"]
-        + ["--output", str(output)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = train("--init-from", "model", "--refit-refusal", "--limit", "512", "--output", str(output))
     assert result.returncode == 0, result.stderr[-3000:]
-    before, after = (
-        keras.models.model_from_json((folder / MODEL_JSON).read_text()) for folder in (REPO / "model", output)
-    )
-    before.load_weights(REPO / "model" / MODEL_WEIGHTS)
-    after.load_weights(output / MODEL_WEIGHTS)
+    before, after = load_model(REPO / "model"), load_model(output)
     for old, new in zip(before.layers[:-1], after.layers[:-1], strict=True):
         assert all((a == b).all() for a, b in zip(old.get_weights(), new.get_weights(), strict=True)), old.name
     (old_kernel, old_bias), (new_kernel, new_bias) = before.layers[-1].get_weights(), after.layers[-1].get_weights()
@@ -92,11 +84,28 @@ def test_refit_refusal_changes_only_the_not_a_digit_output(tmp_path):
     assert (output / HEAD_FILE).exists() and isinstance(calibration["head_at"], float)
     assert image_format((output / "confusion-matrix.png").read_bytes()) == "png"
     # Without --init-from there is no model to refit.
-    refused = subprocess.run(
-        [sys.executable, "train_keras.py", "--refit-refusal", "--output", str(tmp_path / "none")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    refused = train("--refit-refusal", "--output", str(tmp_path / "none"), timeout=120)
     assert refused.returncode != 0 and "--init-from" in refused.stderr
+
+
+def test_several_init_from_folders_make_an_ensemble_with_the_members_digit_logits(tmp_path):
+    """--init-from A B merges the models (mnist_web/ensemble.py) before the refit: twice one model reads as it."""
+    output = tmp_path / "ensemble"
+    result = train("--init-from", "model", "model", "--refit-refusal", "--limit", "512", "--output", str(output))
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, merged = load_model(REPO / "model"), load_model(output)
+    assert merged.layers[1].filters == 2 * single.layers[1].filters
+    images = np.random.default_rng(5).uniform(0, 1, (64, 28, 28, 1)).astype("float32")
+    images[:32] = load_mnist()[1][0][:32, ..., None] / 255.0
+
+    def digit_logits(model):  # log-probabilities of the ten digits, up to each image's constant
+        logs = np.log(np.asarray(model(images, training=False), np.float64))[:, :10]
+        return logs - logs[:, :1]
+
+    np.testing.assert_allclose(digit_logits(merged), digit_logits(single), atol=1e-3)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["initialised_from"] == ["model", "model"] and metrics["test_accuracy"] > 0.99
+    assert Recognizer(output).version != Recognizer(REPO / "model").version
+    # An ensemble's members are not trained further.
+    refused = train("--init-from", "model", "model", "--output", str(tmp_path / "none"), timeout=120)
+    assert refused.returncode != 0 and "ensemble" in refused.stderr

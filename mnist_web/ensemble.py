@@ -59,11 +59,9 @@ def _conv_kernel(kernels, shape):
     """The members' (h, w, in, out) kernels side by side: on the shared input, or block-diagonal after it."""
     if shape[2] == kernels[0].shape[2]:
         return np.concatenate(kernels, axis=3)
-    merged = np.zeros(shape, kernels[0].dtype)
-    rows, cols = kernels[0].shape[2:]
-    for k, kernel in enumerate(kernels):
-        merged[:, :, k * rows : (k + 1) * rows, k * cols : (k + 1) * cols] = kernel
-    return merged
+    # A kernel is a Dense kernel at each of its h * w taps: the same block placement.
+    flat = [kernel.reshape(-1, kernel.shape[3]) for kernel in kernels]
+    return _block_diagonal(flat, kernels[0].shape[2], shared_out=False).reshape(shape)
 
 
 def _block_diagonal(kernels, channels, shared_out):

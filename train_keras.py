@@ -8,6 +8,7 @@ model/model_mnist.weights.h5 + model/calibration.json) with metrics and plots.
     python train_keras.py [--epochs 45] [--output model] [--data-dir ../shared/mnist] [--limit N]
     python train_keras.py --init-from model --epochs 4   # fine-tune a trained model (README, Training runs)
     python train_keras.py --init-from model --refit-refusal   # refit only the not-a-digit output (minutes)
+    python train_keras.py --digits-only --output /tmp/member   # ten outputs only: a member for an ensemble
 """
 
 import argparse
@@ -72,7 +73,9 @@ def parse_args():
         help="folder with the four MNIST IDX .gz files (default: $MNIST_DATA_DIR or ../shared/mnist); "
         "without them Keras downloads MNIST",
     )
-    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--seed", type=int, default=SEED, help="initial weights, sampling and drawings (the validation split is fixed)"
+    )
     parser.add_argument("--limit", type=int, help="train on only this many training images (quick checks)")
     parser.add_argument(
         "--init-from",
@@ -80,6 +83,12 @@ def parse_args():
         nargs="+",
         help="start from the weights of a trained model folder (a 10-class one gains the not-a-digit class); "
         "several folders are merged into one model that averages their logits (an ensemble, --refit-refusal only)",
+    )
+    parser.add_argument(
+        "--digits-only",
+        action="store_true",
+        help="train the ten digit outputs alone (no not-a-digit class, head or calibration): a member for "
+        "--init-from A B --refit-refusal",
     )
     parser.add_argument(
         "--refit-refusal",
@@ -96,6 +105,8 @@ def main():
         raise SystemExit("--refit-refusal needs --init-from: the model whose not-a-digit output is refitted")
     if args.init_from and len(args.init_from) > 1 and not args.refit_refusal:
         raise SystemExit("several --init-from folders make an ensemble, whose members are not trained further")
+    if args.digits_only and args.refit_refusal:
+        raise SystemExit("--digits-only trains no not-a-digit output to refit")
 
     import keras
     import tensorflow as tf
@@ -110,8 +121,10 @@ def main():
     started = time.time()
 
     # --- Data: a validation split from the training images; the test images wait for the end ---
+    # The split is SEED's whatever --seed is: every run holds out the same digits, so an ensemble's members
+    # never learnt from the digits its calibration and refusal threshold are fitted on.
     (x_all, y_all), (x_test, y_test) = load_mnist(args.data_dir)
-    order = np.random.default_rng(args.seed).permutation(len(x_all))
+    order = np.random.default_rng(SEED).permutation(len(x_all))
     val_idx, train_idx = order[:VALIDATION_SIZE], order[VALIDATION_SIZE:][: args.limit]
     x_train = x_all[train_idx].astype("float32") / 255.0
     y_train = y_all[train_idx]
@@ -119,23 +132,26 @@ def main():
     y_val = y_all[val_idx]
     logging.info("drawing each of %d training digits %d times on a canvas", len(x_train), CANVAS_COPIES)
     x_canvas = render_canvas(x_all[train_idx], args.seed, CANVAS_COPIES)
-    logging.info(
-        "drawing non-digits for training (%d in a full run) and %d for validation", NEGATIVES, VALIDATION_NEGATIVES
-    )
-    # A shorter run (--limit) draws proportionally fewer.
-    share = len(x_train) / (len(x_all) - VALIDATION_SIZE)
-    x_negative = np.concatenate(
-        [
-            render_negatives(int(NEGATIVES * share), args.seed),
-            render_negatives(int(TRACED_NEGATIVES * share), args.seed + 3, traced=True),
-        ]
-    )
-    x_val_negative = np.concatenate(
-        [
-            render_negatives(VALIDATION_NEGATIVES, args.seed + 7),
-            render_negatives(VALIDATION_NEGATIVES, args.seed + 9, traced=True),
-        ]
-    )
+    classes, negative_fraction = (10, 0.0) if args.digits_only else (CLASSES, NEGATIVE_FRACTION)
+    x_negative = x_val_negative = np.zeros((0, 28, 28), np.float32)
+    if not args.digits_only:
+        logging.info(
+            "drawing non-digits for training (%d in a full run) and %d for validation", NEGATIVES, VALIDATION_NEGATIVES
+        )
+        # A shorter run (--limit) draws proportionally fewer.
+        share = len(x_train) / (len(x_all) - VALIDATION_SIZE)
+        x_negative = np.concatenate(
+            [
+                render_negatives(int(NEGATIVES * share), args.seed),
+                render_negatives(int(TRACED_NEGATIVES * share), args.seed + 3, traced=True),
+            ]
+        )
+        x_val_negative = np.concatenate(
+            [
+                render_negatives(VALIDATION_NEGATIVES, args.seed + 7),
+                render_negatives(VALIDATION_NEGATIVES, args.seed + 9, traced=True),
+            ]
+        )
     pool_x = np.concatenate([x_train, x_canvas, x_negative])[..., None]
     pool_y = np.concatenate([y_train] * (1 + CANVAS_COPIES) + [np.full(len(x_negative), NOT_A_DIGIT, np.uint8)])
     steps_per_epoch = len(x_train) // BATCH_SIZE
@@ -143,9 +159,9 @@ def main():
     # NEGATIVE_FRACTION of the time, a drawing that is not a digit.
     weights = np.concatenate(
         [
-            np.full(len(x_train), (1 - CANVAS_FRACTION) * (1 - NEGATIVE_FRACTION) / len(x_train)),
-            np.full(len(x_canvas), CANVAS_FRACTION * (1 - NEGATIVE_FRACTION) / len(x_canvas)),
-            np.full(len(x_negative), NEGATIVE_FRACTION / len(x_negative)),
+            np.full(len(x_train), (1 - CANVAS_FRACTION) * (1 - negative_fraction) / len(x_train)),
+            np.full(len(x_canvas), CANVAS_FRACTION * (1 - negative_fraction) / len(x_canvas)),
+            np.full(len(x_negative), negative_fraction / max(len(x_negative), 1)),
         ]
     )
     sample_prob = weights / weights.sum()
@@ -170,7 +186,7 @@ def main():
 
     def augment(images, labels):
         images = tf.clip_by_value(change_stroke(geometric(images, training=True)), 0.0, 1.0)
-        return images, tf.one_hot(labels, CLASSES)
+        return images, tf.one_hot(labels, classes)
 
     def epoch_batches():
         rng = np.random.default_rng(args.seed)
@@ -190,7 +206,7 @@ def main():
     )
     val_x = np.concatenate([x_val, x_val_negative])[..., None]
     val_y = np.concatenate([y_val, np.full(len(x_val_negative), NOT_A_DIGIT, np.uint8)])
-    val_ds = tf.data.Dataset.from_tensor_slices((val_x, tf.one_hot(val_y, CLASSES))).batch(1024)
+    val_ds = tf.data.Dataset.from_tensor_slices((val_x, tf.one_hot(val_y, classes))).batch(1024)
 
     # --- Model: Conv/Conv/MaxPool twice, then Dense. The classic Conv 32@5x5 / pool / Conv 64@5x5 / pool
     # was the start; two 3x3 convolutions in place of each 5x5 see as far with fewer multiplications and one
@@ -201,7 +217,7 @@ def main():
         return layers.ReLU()(x)
 
     if args.init_from:
-        model = start_from(args.init_from, CLASSES)
+        model = start_from(args.init_from, classes)
     else:
         inputs = keras.Input((28, 28, 1), name="digit")
         x = layers.MaxPooling2D()(conv(conv(inputs, 32), 32))
@@ -212,7 +228,7 @@ def main():
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
         x = layers.Dropout(DROPOUT)(x)
-        outputs = layers.Dense(CLASSES, activation="softmax", name="probabilities")(x)
+        outputs = layers.Dense(classes, activation="softmax", name="probabilities")(x)
         model = keras.Model(inputs, outputs, name="mnist_cnn")
     model.summary()
 
@@ -237,6 +253,10 @@ def main():
             train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds, verbose=1
         )
     training_seconds = time.time() - started
+    if args.digits_only:
+        x_val_canvas = render_canvas(x_all[val_idx], args.seed + 1, copies=1)
+        save_digit_member(model, args, history, training_seconds, (x_val, x_val_canvas, y_val), (x_test, y_test))
+        return
 
     # The model's answers with its inner features beside them (the refusal head's inputs), in chunks.
     tapped = keras_forward(model, taps=True)
@@ -311,8 +331,6 @@ def main():
 
     # --- Artefacts ---
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "model_mnist.json").write_text(model.to_json(indent=1))
-    model.save_weights(args.output / "model_mnist.weights.h5")
     calibration.save(args.output, validation=validation)
     head.save(args.output)
     metrics = {
@@ -325,14 +343,54 @@ def main():
         "test_refused": int((predicted == NOT_A_DIGIT).sum()),
         "test_ece": test_ece,
         "calibration": {**dataclasses.asdict(calibration), "validation": validation},
+    }
+    write_model(model, args, metrics, history, confusion, training_seconds)
+
+
+def save_digit_member(model, args, history, training_seconds, validation, test):
+    """--digits-only: score the ten-output model on validation (MNIST, canvas) and once on the test set; write it."""
+    x_val, x_val_canvas, y_val = validation
+    x_test, y_test = test
+
+    def answers(images):
+        return model.predict(images[..., None], batch_size=1024, verbose=0).argmax(axis=1)
+
+    predicted = answers(x_test.astype("float32") / 255.0)
+    confusion = np.zeros((10, 10), int)
+    np.add.at(confusion, (y_test, predicted), 1)
+    test_accuracy = float((predicted == y_test).mean())
+    logging.info("test accuracy %.4f (%d errors of %d)", test_accuracy, int((predicted != y_test).sum()), len(y_test))
+    metrics = {
+        "test_accuracy": test_accuracy,
+        "test_errors": int((predicted != y_test).sum()),
+        "per_class_accuracy": {str(d): float(confusion[d, d] / confusion[d].sum()) for d in range(10)},
+        "confusion_matrix": confusion.tolist(),
+        "validation_accuracy": float((answers(x_val) == y_val).mean()),
+        "validation_canvas_accuracy": float((answers(x_val_canvas) == y_val).mean()),
+        "digits_only": True,
+    }
+    write_model(model, args, metrics, history, confusion, training_seconds)
+
+
+def write_model(model, args, metrics, history, confusion, training_seconds):
+    """Write the model (JSON + weights), metrics.json with the run's settings and versions, and the plots."""
+    import keras
+    import tensorflow as tf
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "model_mnist.json").write_text(model.to_json(indent=1))
+    model.save_weights(args.output / "model_mnist.weights.h5")
+    epochs = 0 if args.refit_refusal else args.epochs
+    metrics = {
+        **metrics,
         "initialised_from": [str(folder) for folder in args.init_from] if args.init_from else None,
         "refit_refusal_only": args.refit_refusal,
-        "epochs": 0 if args.refit_refusal else args.epochs,
+        "epochs": epochs,
         "seed": args.seed,
         "training_seconds": round(training_seconds, 1),
         "hyper_parameters": {
             **{name: value for name, value in globals().items() if name.isupper() and isinstance(value, (int, float))},
-            "EPOCHS": 0 if args.refit_refusal else args.epochs,
+            "EPOCHS": epochs,
             "SEED": args.seed,
         },
         "versions": {
@@ -393,6 +451,8 @@ def start_from(folders, classes):
     output = model.layers[-1]
     if output.units == classes:
         return model
+    if output.units > classes:
+        raise SystemExit(f"{', '.join(map(str, folders))}: {output.units} outputs, more than the {classes} to train")
 
     def more_classes(layer):
         config = layer.get_config()

@@ -12,12 +12,17 @@ import numpy as np
 
 
 def merge(members):
-    """One Keras model answering softmax(mean of the members' logits); the members must share one architecture."""
+    """One Keras model answering softmax(mean of the members' logits); the members must share one architecture.
+
+    A member with more outputs than another (one trained with the not-a-digit class beside a digits-only one)
+    gives the ensemble only the outputs they all have, the first ones: its digits' logits.
+    """
     import keras
 
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two members")
-    first, count = members[0], len(members)
+    outputs = min(member.layers[-1].units for member in members)
+    first, count = next(m for m in members if m.layers[-1].units == outputs), len(members)
     output = first.layers[-1]
 
     def widen(layer):
@@ -39,12 +44,13 @@ def merge(members):
             weights += [np.concatenate([p[1] for p in parts])] if layer.use_bias else []
             channels = parts[0][0].shape[-1]
         elif isinstance(layer, keras.layers.Dense):
-            kernels = [p[0] for p in parts]
-            reads = channels if channels and kernels[0].shape[0] % channels == 0 else kernels[0].shape[0]
             last = layer is merged.layers[-1]
+            kept = slice(0, outputs if last else None)
+            kernels = [p[0][:, kept] for p in parts]
+            reads = channels if channels and kernels[0].shape[0] % channels == 0 else kernels[0].shape[0]
             weights = [_block_diagonal(kernels, reads, shared_out=last) / (count if last else 1)]
             if layer.use_bias:
-                biases = [p[1] for p in parts]
+                biases = [p[1][kept] for p in parts]
                 weights.append(np.mean(biases, axis=0) if last else np.concatenate(biases))
             channels = kernels[0].shape[1]
         elif isinstance(layer, keras.layers.BatchNormalization):

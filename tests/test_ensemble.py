@@ -6,7 +6,7 @@ import pytest
 from mnist_web.ensemble import merge
 
 
-def small_cnn(seed):
+def small_cnn(seed, outputs=11):
     """A small model of the shipped architecture's layer kinds, with random weights and batch-norm statistics."""
     import keras
     from keras import layers
@@ -21,7 +21,7 @@ def small_cnn(seed):
     x = layers.MaxPooling2D()(x)
     x = layers.Dropout(0.4)(layers.Flatten()(x))
     x = layers.ReLU()(layers.BatchNormalization()(layers.Dense(5, use_bias=False)(x)))
-    model = keras.Model(inputs, layers.Dense(11, activation="softmax")(layers.Dropout(0.4)(x)))
+    model = keras.Model(inputs, layers.Dense(outputs, activation="softmax")(layers.Dropout(0.4)(x)))
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
@@ -55,6 +55,17 @@ def test_merged_model_answers_the_members_mean_logits(count):
     np.testing.assert_allclose(answered, expected, atol=2e-4)
     assert merged.layers[1].filters == 3 * count
     assert not np.allclose(member_logs[0], member_logs[1], atol=1e-2)  # the members really differ
+
+
+def test_a_member_with_the_not_a_digit_output_gives_only_its_digit_logits():
+    digits_only, with_refusal = small_cnn(0, outputs=10), small_cnn(1, outputs=11)
+    x = np.random.default_rng(8).uniform(0, 1, (16, 28, 28, 1)).astype("float32")
+    merged = merge([with_refusal, digits_only])
+    assert merged.layers[-1].units == 10
+    # The first ten log-probabilities of the 11-output member are its digit logits up to a constant per image.
+    member_logs = [np.log(np.asarray(m(x, training=False), np.float64))[:, :10] for m in (with_refusal, digits_only)]
+    answered = np.log(np.asarray(merged(x, training=False), np.float64))
+    np.testing.assert_allclose(answered, log_softmax(np.mean(member_logs, axis=0)), atol=2e-4)
 
 
 def test_merging_needs_two_members():

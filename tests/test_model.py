@@ -17,11 +17,11 @@ from mnist_web.evaluation import (
 from mnist_web.recognizer import MODEL_JSON, MODEL_WEIGHTS, Recognizer
 from mnist_web.refusal_head import HEAD_FILE
 
-# Floors under what the committed model measures (README, "Not a digit"): 99.65 %, 99.53 %, 93.5 % (on 2,000;
-# this test draws 1,000), 0.17 % ECE. Issue 12 asks 99.6 %, 99.5 % and 95 %: the last is not reached yet.
+# Issue 12's targets, under what the committed model measures (README, "Not a digit"): 99.68 %, 99.51 %,
+# 97.8 % of 2,000 freehand non-digits refused (this test draws 1,000), ECE 0.12 % / 0.10 %.
 MNIST_TARGET = 0.996
 CANVAS_TARGET = 0.995
-NOT_DIGITS_REFUSED_TARGET = 0.90
+NOT_DIGITS_REFUSED_TARGET = 0.95
 ECE_TARGET = 0.01
 
 

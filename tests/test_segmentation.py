@@ -68,16 +68,17 @@ def touching(mnist_test, indices, into=3, size=150, seed=0):
     return strip
 
 
-# The two-network model reads this 7 pushed into a 0 as one 8 (confidence 0.51): the cut is tried, and the
-# grouping keeps the piece whole. One network read "70"; on the 200 touching numbers of
-# experiments/touching/touching_numbers.py the two read 47.5 % exactly against 47.0 %.
-SEVEN_INTO_ZERO = pytest.param(
-    (SEVEN, ZERO), "70", marks=pytest.mark.xfail(strict=True, reason="read as one 8 by the two-network model")
+# The committed model (two digit networks merged with one trained beside non-digits) reads this 2 pushed into a 7
+# as one 0: the cut is tried, and the grouping keeps the piece whole. The model before it (two digit networks)
+# read "27" but this 7 pushed into a 0 as one 8; on the 200 touching numbers of
+# experiments/touching/touching_numbers.py the committed model reads 41.0 % exactly, the one before 47.5 %.
+TWO_INTO_SEVEN = pytest.param(
+    (TWO, SEVEN), "27", marks=pytest.mark.xfail(strict=True, reason="read as one 0 by the committed model")
 )
 
 
 @pytest.mark.parametrize(
-    "indices, number", [((SEVEN, TWO), "72"), SEVEN_INTO_ZERO, ((TWO, SEVEN), "27"), ((FOUR, TWO), "42")]
+    "indices, number", [((SEVEN, TWO), "72"), ((SEVEN, ZERO), "70"), TWO_INTO_SEVEN, ((FOUR, TWO), "42")]
 )
 def test_digits_that_touch_are_cut_apart(mnist_test, recognizer, indices, number):
     ink = touching(mnist_test, indices)

@@ -109,3 +109,19 @@ def test_several_init_from_folders_make_an_ensemble_with_the_members_digit_logit
     # An ensemble's members are not trained further.
     refused = train("--init-from", "model", "model", "--output", str(tmp_path / "none"), timeout=120)
     assert refused.returncode != 0 and "ensemble" in refused.stderr
+
+
+def test_digits_only_run_writes_a_ten_output_member_an_ensemble_can_take(tmp_path):
+    """--digits-only trains the ten digits alone (no not-a-digit class, head or calibration): an ensemble member."""
+    output = tmp_path / "member"
+    result = train("--digits-only", "--epochs", "1", "--limit", "1024", "--output", str(output), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    member = load_model(output)
+    assert member.layers[-1].units == 10
+    assert not (output / "calibration.json").exists() and not (output / HEAD_FILE).exists()
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["digits_only"] and sum(map(sum, metrics["confusion_matrix"])) == 10_000
+    assert metrics["test_accuracy"] > 0.2 and 0 < metrics["validation_canvas_accuracy"] <= 1
+    # It can start a fine-tuning run of its own kind, but not one of fewer outputs than it has.
+    refused = train("--digits-only", "--init-from", "model", "--output", str(tmp_path / "none"), timeout=120)
+    assert refused.returncode != 0 and "11 outputs" in refused.stderr

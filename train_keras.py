@@ -316,28 +316,17 @@ def main():
     probabilities, features = run(x_test.astype("float32") / 255.0)
     test_scores = head.scores(features)
     predicted = calibration.classes(calibration.apply(probabilities, test_scores))
-    confusion = np.zeros((10, CLASSES), int)
-    np.add.at(confusion, (y_test, predicted), 1)
-    test_accuracy = float((predicted == y_test).mean())
+    confusion, test_figures = score_test_set(predicted, y_test, CLASSES)
     test_ece = {"before": answer_ece(uncalibrated, probabilities, y_test)}
     test_ece["after"] = answer_ece(calibration, probabilities, y_test, test_scores)
-    logging.info(
-        "test accuracy %.4f (%d errors of %d), ECE %s",
-        test_accuracy,
-        int((predicted != y_test).sum()),
-        len(y_test),
-        test_ece,
-    )
+    logging.info("ECE on the test set %s", test_ece)
 
     # --- Artefacts ---
     args.output.mkdir(parents=True, exist_ok=True)
     calibration.save(args.output, validation=validation)
     head.save(args.output)
     metrics = {
-        "test_accuracy": test_accuracy,
-        "test_errors": int((predicted != y_test).sum()),
-        "per_class_accuracy": {str(d): float(confusion[d, d] / confusion[d].sum()) for d in range(10)},
-        "confusion_matrix": confusion.tolist(),
+        **test_figures,
         "validation_accuracy": validation_accuracy,
         "validation_canvas_accuracy": validation_canvas_accuracy,
         "test_refused": int((predicted == NOT_A_DIGIT).sum()),
@@ -355,21 +344,29 @@ def save_digit_member(model, args, history, training_seconds, validation, test):
     def answers(images):
         return model.predict(images[..., None], batch_size=1024, verbose=0).argmax(axis=1)
 
-    predicted = answers(x_test.astype("float32") / 255.0)
-    confusion = np.zeros((10, 10), int)
-    np.add.at(confusion, (y_test, predicted), 1)
-    test_accuracy = float((predicted == y_test).mean())
-    logging.info("test accuracy %.4f (%d errors of %d)", test_accuracy, int((predicted != y_test).sum()), len(y_test))
+    confusion, test_figures = score_test_set(answers(x_test.astype("float32") / 255.0), y_test, 10)
     metrics = {
-        "test_accuracy": test_accuracy,
-        "test_errors": int((predicted != y_test).sum()),
-        "per_class_accuracy": {str(d): float(confusion[d, d] / confusion[d].sum()) for d in range(10)},
-        "confusion_matrix": confusion.tolist(),
+        **test_figures,
         "validation_accuracy": float((answers(x_val) == y_val).mean()),
         "validation_canvas_accuracy": float((answers(x_val_canvas) == y_val).mean()),
         "digits_only": True,
     }
     write_model(model, args, metrics, history, confusion, training_seconds)
+
+
+def score_test_set(predicted, labels, classes):
+    """(confusion matrix, metrics.json's test figures) of the answered classes on the test set; logs the accuracy."""
+    confusion = np.zeros((10, classes), int)
+    np.add.at(confusion, (labels, predicted), 1)
+    errors = int((predicted != labels).sum())
+    accuracy = float((predicted == labels).mean())
+    logging.info("test accuracy %.4f (%d errors of %d)", accuracy, errors, len(labels))
+    return confusion, {
+        "test_accuracy": accuracy,
+        "test_errors": errors,
+        "per_class_accuracy": {str(d): float(confusion[d, d] / confusion[d].sum()) for d in range(10)},
+        "confusion_matrix": confusion.tolist(),
+    }
 
 
 def write_model(model, args, metrics, history, confusion, training_seconds):

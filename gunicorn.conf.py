@@ -8,7 +8,7 @@ Run with:  gunicorn -c gunicorn.conf.py "mnist_web:create_app()"
 | HOST                         | 127.0.0.1   | address to bind (the Docker image sets 0.0.0.0)          |
 | PORT                         | 5000        | port to bind                                             |
 | WEB_CONCURRENCY              | usable CPUs | worker processes (each loads its own model)              |
-| GUNICORN_THREADS             | 4           | request threads per worker (6 with Cassandra or Redis)   |
+| GUNICORN_THREADS             | 4           | request threads per worker                               |
 | MNIST_TF_INTRA_OP_THREADS    | 1           | TensorFlow intra-op threads per worker                   |
 | MNIST_TF_INTER_OP_THREADS    | 1           | TensorFlow inter-op threads per worker                   |
 | MNIST_ONNX_THREADS           | 1           | ONNX Runtime intra-op threads per worker                 |
@@ -24,8 +24,7 @@ Run with:  gunicorn -c gunicorn.conf.py "mnist_web:create_app()"
 
 "Usable CPUs" is the affinity mask capped by a cgroup CPU quota (mnist_web/concurrency.py), not
 the host's core count. Measured on 2 CPUs (README, Benchmarks): one worker per CPU, 4 threads each
-(one computes while the others wait on the socket or the database; 6 where the database is across the
-network, whose round trips are longer), 1 TensorFlow, ONNX Runtime and OpenCV thread per
+(one computes while the others wait on the socket or the database), 1 TensorFlow, ONNX Runtime and OpenCV thread per
 worker (one 28x28 image or one canvas is too small to split across cores; the workers are the parallelism).
 
 The app creates its model and database sessions lazily, so `preload_app` stays False: a Cassandra

@@ -11,14 +11,12 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Request threads per worker: one computes (the GIL lets one at a time) while the others wait on the socket
-# or the database. A database across the network (Cassandra, Redis) keeps each request waiting longer, so
-# more threads keep the CPU busy. Measured (README, Serving under load): SQLite gains little from 2 to 6;
-# Cassandra on the same 2 cores went from 122 req/s with 2 threads to ~175 with 4 to 6. One thread gives a load
-# of canvas drawings a shorter tail, but then a photo (or a slow upload) holds its whole worker: drawings behind
-# photos had a p99 of 218-258 ms against 46-54 ms with 4 (README, Serving under load; bench_serving --mode mixed).
+# or the database. Measured (README, Serving under load): SQLite gains little from 2 to 6. Cassandra on the
+# same 2 cores: 4 threads gave the throughput of 6 with half its tail (p99 2.2 x p50 in two runs, against
+# 2.7-4.1 x with 6 and 2.6-4.2 x with 3). One thread gives a load of canvas drawings a shorter tail, but then a
+# photo (or a slow upload) holds its whole worker: drawings behind photos had a p99 of 218-258 ms against
+# 46-54 ms with 4 (README, Serving under load; bench_serving --mode mixed).
 DEFAULT_THREADS = 4
-REMOTE_STORE_THREADS = 6
-REMOTE_STORES = ("cassandra", "redis")
 # TensorFlow (or ONNX Runtime) threads per worker: one image is too small to split across cores; the
 # workers are the parallelism.
 DEFAULT_TF_THREADS = 1
@@ -90,11 +88,6 @@ def _env_count(name, default):
     return int(value) if value else default
 
 
-def default_threads(database_url):
-    """Request threads per worker for a store: more where each write waits on the network."""
-    return REMOTE_STORE_THREADS if database_url.split(":", 1)[0].lower() in REMOTE_STORES else DEFAULT_THREADS
-
-
 def serving_plan():
     """{cpus, workers, threads, tf_intra_op, tf_inter_op, opencv, onnx}: from the usable CPUs; env overrides each."""
     cpus = usable_cpus()
@@ -102,7 +95,7 @@ def serving_plan():
         "cpus": cpus,
         # One worker per CPU: inference is CPU-bound and the GIL lets one thread compute at a time.
         "workers": _env_count("WEB_CONCURRENCY", cpus),
-        "threads": _env_count("GUNICORN_THREADS", default_threads(os.environ.get("MNIST_DATABASE_URL", ""))),
+        "threads": _env_count("GUNICORN_THREADS", DEFAULT_THREADS),
         "tf_intra_op": _env_count("MNIST_TF_INTRA_OP_THREADS", DEFAULT_TF_THREADS),
         "tf_inter_op": _env_count("MNIST_TF_INTER_OP_THREADS", DEFAULT_TF_THREADS),
         "opencv": _env_count("MNIST_OPENCV_THREADS", DEFAULT_OPENCV_THREADS),

@@ -8,7 +8,9 @@ pieces overlap side to side or stand one over the other rather than side by side
 or a 1 drawn in two strokes, even a slanted one, joins its digit while two digits 2 px apart, or under a
 7's overhanging bar, stay two. Runs that cannot beat reading their pieces one by one are not read.
 Digits that touch are one piece: a wide piece read without conviction is cut in two where the model reads the
-halves most surely, and the drawing read again, the grouping free to keep the piece whole.
+halves most surely, straight down or along the path that crosses the fewest stroke pixels (digits that
+interlock, a 0 in an 8's curve, part along no straight column), and the drawing read again, the grouping free
+to keep the piece whole.
 """
 
 import contextlib
@@ -43,15 +45,23 @@ TALL = 0.6
 SCORING_TEMPERATURE = 1.0
 # Digits that touch: a piece at least TOUCHING_WIDE times as wide as the writing is tall, in a digit read
 # without conviction (below SURE) or itself VERY_WIDE, may hold two. The drawing is then read again with it cut
-# in two, at the column of its middle (CUT_FROM to 1 - CUT_FROM of its width: CUT_COLUMNS, or where the fewest
-# stroke pixels stand) whose halves the model reads most surely; reading the halves as two digits costs CUT, so a
-# wide digit stays whole unless its halves read far better. Chosen on touching numbers and on numbers from other
-# seeds than the evaluation's (README, Numbers and photos): numbers that never touch read exactly as before.
+# in two across its middle (CUT_FROM to 1 - CUT_FROM of its width), by the cut whose halves the model reads most
+# surely. The cuts tried start from the columns CUT_COLUMNS and the one where the fewest stroke pixels stand: each
+# straight down, and along the top-to-bottom path that crosses the fewest stroke pixels within PATH_DRIFT of the
+# piece's width of that column (a diagonal step costing PATH_DIAGONAL of a pixel, so a path goes straight where
+# it can). Reading the halves as two digits costs CUT, so a wide digit stays whole unless its halves read better.
+# Chosen on touching numbers and on numbers from other seeds than the evaluation's (README, Numbers and photos):
+# numbers that never touch read as before. Digit mode's look for several digits costs a cut SEVERAL_CUT: a user
+# who asked for one digit more likely drew one wide digit than two touching (at CUT, 1 of 2,000 canvas digits, a
+# wide 0, was cut into "17" and answered "several digits"; at SEVERAL_CUT none).
 TOUCHING_WIDE = 0.9
 VERY_WIDE = 1.4
 CUT_FROM = 0.25
 CUT_COLUMNS = (0.3, 0.4, 0.5, 0.6, 0.7)
-CUT = 1.5
+PATH_DRIFT = 0.15
+PATH_DIAGONAL = 0.3
+CUT = 0.25
+SEVERAL_CUT = 1.5
 # Runs of pieces whose shape alone costs more than this are not read as one digit (speed: fewer model calls).
 HOPELESS = 5.0
 # A piece the model reads this surely on its own is not joined to a tall neighbour standing beside it.
@@ -112,17 +122,22 @@ def _wide(pieces, i, share=TOUCHING_WIDE):
 def _cut_wide(ink, pieces, wide, recognizer):
     """The pieces with each of `wide` cut in two (the right half newly labelled), the halves partners.
 
-    Where to cut is the model's call: of the columns CUT_COLUMNS across the piece's middle and the one where
-    the fewest stroke pixels stand (a joining stroke), the cut whose halves it reads most surely.
+    Where to cut is the model's call: of the straight and the least-ink cuts from the columns CUT_COLUMNS across
+    the piece's middle and the one where the fewest stroke pixels stand, the cut whose halves it reads most surely.
     """
     for i in wide:
-        left, width = int(pieces.stats[i, cv2.CC_STAT_LEFT]), int(pieces.stats[i, cv2.CC_STAT_WIDTH])
-        own = pieces.labels[:, left : left + width] == i
+        left, top, width, height = (int(v) for v in pieces.stats[i, :4])
+        own = pieces.labels[top : top + height, left : left + width] == i
         start, end = int(CUT_FROM * width), int(np.ceil((1 - CUT_FROM) * width))
         thinnest = start + int(np.argmin(own[:, start:end].sum(axis=0)))
         candidates = (thinnest, *(int(share * width) for share in CUT_COLUMNS))
         columns = sorted({min(max(column, 1), width - 1) for column in candidates})
-        options = [_cut_at(pieces, i, column) for column in columns]
+        paths = [np.full(height, column) for column in columns] + list(_least_ink_paths(own, columns))
+        # Paths that part the strokes alike (one often runs straight, or differs only between strokes) read alike.
+        distinct = {np.packbits(own & (np.arange(width) >= path[:, None])).tobytes(): path for path in paths}.values()
+        options = [option for option in (_cut_along(pieces, i, path) for path in distinct) if option is not None]
+        if not options:
+            continue
         halves = np.zeros((2 * len(options), 28, 28), np.float32)  # a half too small to read stays blank
         for k, option in enumerate(options):
             for side, piece in enumerate((i, len(option.stats) - 1)):
@@ -135,14 +150,51 @@ def _cut_wide(ink, pieces, wide, recognizer):
     return pieces
 
 
-def _cut_at(pieces, i, column):
-    """The pieces with piece i cut at `column` (from its left edge): the right half newly labelled."""
+def _least_ink_paths(own, anchors):
+    """(anchors, height) columns: for each anchor, the top-to-bottom path through `own` (a piece's stroke mask)
+    crossing the fewest stroke pixels within PATH_DRIFT of its width of the anchor, one column to either side
+    at most from row to row. A path's column in a row is where the right half starts."""
+    height, width = own.shape
+    anchors = np.asarray(anchors)
+    columns = np.arange(width)
+    outside = (np.abs(columns[None, :] - anchors[:, None]) > PATH_DRIFT * width) | (columns < 1)[None, :]
+    # Only the columns some anchor may use: a dynamic programme over rows, all anchors at once.
+    used = np.flatnonzero(~outside.all(axis=0))
+    first, last = int(used[0]), int(used[-1]) + 1
+    blocked = np.where(outside[:, first:last], np.inf, 0.0).astype(np.float32)
+    ink = own[:, first:last].astype(np.float32)
+    total = ink[0] + blocked  # (anchors, columns): the cheapest path to each column of the row so far
+    came = np.zeros((height, len(anchors), last - first), np.int8)  # -1, 0, 1: from the column left, same, right
+    for row in range(1, height):
+        step = total + PATH_DIAGONAL
+        best = total.copy()
+        from_left = np.zeros_like(best, bool)
+        from_left[:, 1:] = step[:, :-1] < best[:, 1:]
+        best[:, 1:] = np.where(from_left[:, 1:], step[:, :-1], best[:, 1:])
+        from_right = np.zeros_like(best, bool)
+        from_right[:, :-1] = step[:, 1:] < best[:, :-1]
+        best[:, :-1] = np.where(from_right[:, :-1], step[:, 1:], best[:, :-1])
+        came[row] = from_right.astype(np.int8) - (from_left & ~from_right)
+        total = best + ink[row] + blocked
+    paths = np.empty((len(anchors), height), np.int64)
+    column = total.argmin(axis=1)
+    anchor_rows = np.arange(len(anchors))
+    for row in range(height - 1, -1, -1):
+        paths[:, row] = column
+        column = column + came[row][anchor_rows, column]
+    return paths + first
+
+
+def _cut_along(pieces, i, path):
+    """The pieces with piece i cut along `path` (per row of it, the column from its left edge where the right
+    half starts): the right half newly labelled; None where a half would be empty."""
     left, top, width, height = (int(v) for v in pieces.stats[i, :4])
     labels = pieces.labels.copy()
     window = labels[top : top + height, left : left + width]
     own = window == i
-    right = own.copy()
-    right[:, :column] = False
+    right = own & (np.arange(width)[None, :] >= np.asarray(path)[:, None])
+    if not right.any() or not (own & ~right).any():
+        return None
     new = len(pieces.stats)
     window[right] = new
     stats = np.concatenate([pieces.stats, _mask_stats(right, left, top)[None]])
@@ -157,14 +209,14 @@ def _mask_stats(mask, left, top):
     return np.array([left + x, top + y, width, height, cv2.countNonZero(mask)], np.int32)
 
 
-def _cut_cost(pieces, major, a, b):
-    """What reading major[a:b] as one digit costs for each cut piece it takes only half of."""
+def _cut_cost(pieces, major, a, b, cut):
+    """What reading major[a:b] as one digit costs for each cut piece it takes only half of (`cut` a whole cut)."""
     first, last = major[a], major[b - 1]
     cost = 0.0
     if a > 0 and pieces.partner.get(first) == major[a - 1]:
-        cost += CUT / 2
+        cost += cut / 2
     if b < len(major) and pieces.partner.get(last) == major[b]:
-        cost += CUT / 2
+        cost += cut / 2
     return cost
 
 
@@ -295,16 +347,17 @@ def scoring_confidences(calibrated, temperature):
     return Calibration(SCORING_TEMPERATURE / temperature).apply(calibrated)[:, :DIGIT_CLASSES].max(axis=1)
 
 
-def read_digits(ink, recognizer):
+def read_digits(ink, recognizer, cut=CUT):
     """Find and read the digits of a number in ink (0..1, white on black), left to right: [ReadDigit].
 
     A wide piece read as one digit without conviction may be digits that touch: the drawing is read again
-    with such pieces cut in two, the grouping free to keep each whole or to take its halves apart.
+    with such pieces cut in two, the grouping free to keep each whole or to take its halves apart, which costs
+    `cut` (CUT; digit mode's look for several digits asks SEVERAL_CUT).
     """
     pieces = _pieces(ink)
     if pieces is None:
         raise NoDigitFound()
-    found, runs = _read_pieces(ink, pieces, recognizer)
+    found, runs = _read_pieces(ink, pieces, recognizer, cut)
     unsure = [
         i
         for ids, digit in zip(runs, found, strict=True)
@@ -313,17 +366,17 @@ def read_digits(ink, recognizer):
     ]
     if not unsure:
         return found
-    return _read_pieces(ink, _cut_wide(ink, pieces, unsure, recognizer), recognizer)[0]
+    return _read_pieces(ink, _cut_wide(ink, pieces, unsure, recognizer), recognizer, cut)[0]
 
 
-def _read_pieces(ink, pieces, recognizer):
+def _read_pieces(ink, pieces, recognizer, cut):
     """([ReadDigit] left to right, the major pieces of each): the grouping of the pieces that costs least."""
     major, minor = _split_major(pieces)
     if not major:
         raise NoDigitFound("no digit found: the ink is only specks")
     # Every run of up to MOST_PIECES neighbouring pieces is a candidate digit; the model scores them all at once.
     runs = [(a, b) for a in range(len(major)) for b in range(a + 1, min(a + MOST_PIECES, len(major)) + 1)]
-    shape = [_shape_cost(pieces, major[a:b]) + _cut_cost(pieces, major, a, b) for a, b in runs]
+    shape = [_shape_cost(pieces, major[a:b]) + _cut_cost(pieces, major, a, b, cut) for a, b in runs]
     inputs = np.zeros((len(runs), 28, 28), np.float32)
     usable = np.zeros(len(runs), bool)
     probabilities = np.zeros((len(runs), NOT_A_DIGIT + 1), np.float32)
@@ -385,7 +438,7 @@ def _read_pieces(ink, pieces, recognizer):
 def holds_several_digits(ink, recognizer):
     """True when the drawing plainly holds several digits side by side (for digit mode to say so)."""
     try:
-        digits = read_digits(ink, recognizer)
+        digits = read_digits(ink, recognizer, SEVERAL_CUT)
     except NoDigitFound:
         return False
     if len(digits) < 2:

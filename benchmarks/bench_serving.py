@@ -29,7 +29,10 @@ canvas drawings over --low-connections connections while one client beside it po
 mode (mnist_web.numbers), pausing PHOTO_PAUSE_S between them. It prints the drawings' req/s, p50, p99 and
 slowest request and the photos' count and median: what a long request does to the short ones behind it.
 
-Needs `wrk` (Debian package) and, for Cassandra, a JDK 17 and the jars `make cassandra-jars` fetches.
+`--targets redis` (not in the default set) runs mnist_web on a redis-server of its own the same way.
+
+Needs `wrk` (Debian package) and, for Cassandra, a JDK 17 and the jars `make cassandra-jars` fetches; for
+Redis, Debian's redis-server.
 """
 
 import argparse
@@ -278,6 +281,19 @@ def cassandra_node(folder):
         server.stop()
 
 
+@contextlib.contextmanager
+def redis_server(folder):
+    """Debian's redis-server on a free loopback port for the run (scripts/svc_redis.py)."""
+    from svc_redis import RedisServer
+
+    server = RedisServer(base_dir=Path(folder) / "redis", port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def fmt_ms(us):
     return f"{us / 1000:.1f}"
 
@@ -322,6 +338,16 @@ def load_mode(args, folder, script):
                 print_row(f"{name}, {connections} conns", figures, baseline, server)
         finally:
             server.stop()
+    if "redis" in targets:
+        with redis_server(folder) as redis:
+            redis_env = {"MNIST_DATABASE_URL": redis.url, "MNIST_SPOOL_PATH": f"{folder}/spool-redis.sqlite3"}
+            server = Gunicorn(MNIST_APP, folder, {**env, **redis_env}).start()
+            try:
+                figures = measure(server, script, args.connections, args.warmup, args.duration, [redis.pid])
+                print_row(f"mnist_web redis, {args.connections} conns", figures, baseline, server)
+                print(f"  redis-server's CPU per request: {figures['others_cpu_ms']:.2f} ms")
+            finally:
+                server.stop()
     if "cassandra" in targets:
         with cassandra_node(folder) as node:
             url = f"cassandra://{node.host}:{node.port}/bench"
@@ -460,7 +486,7 @@ def mixed_mode(args, folder, script):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=["load", "chaos", "mixed"], default="load")
-    parser.add_argument("--targets", default="constant,sqlite,cassandra", help="load mode: which to run")
+    parser.add_argument("--targets", default="constant,sqlite,cassandra", help="load mode: which to run (also: redis)")
     parser.add_argument("--duration", type=int, default=30, help="seconds measured per run")
     parser.add_argument("--warmup", type=int, default=30, help="seconds of load before each measured run")
     parser.add_argument(

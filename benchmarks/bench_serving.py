@@ -340,29 +340,31 @@ def load_mode(args, folder, script):
             server.stop()
     if "redis" in targets:
         with redis_server(folder) as redis:
-            redis_env = {"MNIST_DATABASE_URL": redis.url, "MNIST_SPOOL_PATH": f"{folder}/spool-redis.sqlite3"}
-            server = Gunicorn(MNIST_APP, folder, {**env, **redis_env}).start()
-            try:
-                figures = measure(server, script, args.connections, args.warmup, args.duration, [redis.pid])
-                print_row(f"mnist_web redis, {args.connections} conns", figures, baseline, server)
-                print(f"  redis-server's CPU per request: {figures['others_cpu_ms']:.2f} ms")
-            finally:
-                server.stop()
+            figures = store_run(args, folder, script, env, baseline, "redis", redis.url, redis.pid)
+            print(f"  redis-server's CPU per request: {figures['others_cpu_ms']:.2f} ms")
     if "cassandra" in targets:
         with cassandra_node(folder) as node:
             url = f"cassandra://{node.host}:{node.port}/bench"
-            cassandra_env = {"MNIST_DATABASE_URL": url, "MNIST_SPOOL_PATH": f"{folder}/spool.sqlite3"}
-            server = Gunicorn(MNIST_APP, folder, {**env, **cassandra_env}).start()
-            try:
-                if args.cassandra_warmup > 0:  # the JVM's compiler first (see the module's docstring)
-                    run_wrk(server.base, script, args.connections, args.cassandra_warmup)
-                figures = measure(server, script, args.connections, args.warmup, args.duration, [node.pid])
-                print_row(f"mnist_web cassandra, {args.connections} conns", figures, baseline, server)
-                print(f"  the Cassandra node's CPU per request: {figures['others_cpu_ms']:.2f} ms")
-                spool = sqlite3.connect(f"{folder}/spool.sqlite3").execute("SELECT COUNT(*) FROM spool").fetchone()
-                print(f"  records left in the spool after the run: {spool[0]}")
-            finally:
-                server.stop()
+            # The JVM's compiler first (see the module's docstring).
+            figures = store_run(args, folder, script, env, baseline, "cassandra", url, node.pid, args.cassandra_warmup)
+            print(f"  the Cassandra node's CPU per request: {figures['others_cpu_ms']:.2f} ms")
+            with contextlib.closing(sqlite3.connect(f"{folder}/spool-cassandra.sqlite3")) as spool:
+                left = spool.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+            print(f"  records left in the spool after the run: {left}")
+
+
+def store_run(args, folder, script, env, baseline, name, url, store_pid, store_warmup=0):
+    """mnist_web on a store server at --connections (after store_warmup s of load): its printed row's figures."""
+    store_env = {"MNIST_DATABASE_URL": url, "MNIST_SPOOL_PATH": f"{folder}/spool-{name}.sqlite3"}
+    server = Gunicorn(MNIST_APP, folder, {**env, **store_env}).start()
+    try:
+        if store_warmup > 0:
+            run_wrk(server.base, script, args.connections, store_warmup)
+        figures = measure(server, script, args.connections, args.warmup, args.duration, [store_pid])
+        print_row(f"mnist_web {name}, {args.connections} conns", figures, baseline, server)
+        return figures
+    finally:
+        server.stop()
 
 
 def chaos_mode(args, folder, script):

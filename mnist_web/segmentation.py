@@ -133,9 +133,13 @@ def _cut_wide(ink, pieces, wide, recognizer):
         candidates = (thinnest, *(int(share * width) for share in CUT_COLUMNS))
         columns = sorted({min(max(column, 1), width - 1) for column in candidates})
         paths = [np.full(height, column) for column in columns] + list(_least_ink_paths(own, columns))
-        # Paths that part the strokes alike (one often runs straight, or differs only between strokes) read alike.
-        distinct = {np.packbits(own & (np.arange(width) >= path[:, None])).tobytes(): path for path in paths}.values()
-        options = [option for option in (_cut_along(pieces, i, path) for path in distinct) if option is not None]
+        # Each path's right half; paths that part the strokes alike (one often runs straight) are one cut.
+        rights = {}
+        for path in paths:
+            right = own & (np.arange(width)[None, :] >= path[:, None])
+            if right.any() and (own & ~right).any():
+                rights.setdefault(np.packbits(right).tobytes(), right)
+        options = [_cut_along(pieces, i, right) for right in rights.values()]
         if not options:
             continue
         halves = np.zeros((2 * len(options), 28, 28), np.float32)  # a half too small to read stays blank
@@ -185,16 +189,12 @@ def _least_ink_paths(own, anchors):
     return paths + first
 
 
-def _cut_along(pieces, i, path):
-    """The pieces with piece i cut along `path` (per row of it, the column from its left edge where the right
-    half starts): the right half newly labelled; None where a half would be empty."""
+def _cut_along(pieces, i, right):
+    """The pieces with piece i cut in two: `right` (a mask over its box) newly labelled, the rest kept as i."""
     left, top, width, height = (int(v) for v in pieces.stats[i, :4])
     labels = pieces.labels.copy()
     window = labels[top : top + height, left : left + width]
     own = window == i
-    right = own & (np.arange(width)[None, :] >= np.asarray(path)[:, None])
-    if not right.any() or not (own & ~right).any():
-        return None
     new = len(pieces.stats)
     window[right] = new
     stats = np.concatenate([pieces.stats, _mask_stats(right, left, top)[None]])

@@ -8,9 +8,16 @@ from mnist_web import exif, photo
 from mnist_web.calibration import Calibration
 from mnist_web.canvas import canvas_set, draw_ink, encode_png
 from mnist_web.evaluation import number_accuracy
-from mnist_web.numbers import _place, canvas_numbers, paper_photos
+from mnist_web.numbers import _break_stroke, _place, canvas_numbers, paper_photos
 from mnist_web.preprocessing import decode_image, extract_ink, image_ink, normalize_ink, preprocess, stroke_components
-from mnist_web.segmentation import _least_ink_paths, holds_several_digits, read_digits, scoring_confidences
+from mnist_web.segmentation import (
+    FRAGMENT_FROM,
+    SCORING_TEMPERATURE,
+    _least_ink_paths,
+    holds_several_digits,
+    read_digits,
+    scoring_confidences,
+)
 
 # MNIST test indices of digits the model reads surely when drawn: 7, 2, 1, 0, 4.
 SEVEN, TWO, ONE, ZERO, FOUR = 0, 1, 2, 3, 4
@@ -69,7 +76,16 @@ def touching(mnist_test, indices, into=3, size=150, seed=0):
 
 
 @pytest.mark.parametrize(
-    "indices, number", [((SEVEN, TWO), "72"), ((SEVEN, ZERO), "70"), ((TWO, SEVEN), "27"), ((FOUR, TWO), "42")]
+    "indices, number",
+    [
+        ((SEVEN, TWO), "72"),
+        ((SEVEN, ZERO), "70"),
+        ((TWO, SEVEN), "27"),
+        ((FOUR, TWO), "42"),
+        # Kept whole (as a 0, a 4) until a half the model calls likely no digit cost more than its share says.
+        ((ONE, ZERO), "10"),
+        ((FOUR, ONE), "41"),
+    ],
 )
 def test_digits_that_touch_are_cut_apart(mnist_test, recognizer, indices, number):
     ink = touching(mnist_test, indices)
@@ -95,6 +111,28 @@ def test_a_cut_follows_the_gap_between_digits_that_interlock():
     path = _least_ink_paths(own, [21])[0]
     right = own & (cols >= path[:, None])
     assert not (right & left_stroke).any() and (right | ~right_stroke).all()
+
+
+@pytest.mark.parametrize("index", [167, 387])
+def test_a_broken_digit_whose_pieces_were_cut_is_still_read_whole(mnist_test, recognizer, index):
+    # A 5 and a 2 broken across a stroke: both pieces are wide, so each is cut in two, and the digit is four pieces.
+    # Its two halves count as the piece they were, so the reading of the whole digit is still among the candidates.
+    images, labels = mnist_test
+    rng = np.random.default_rng(index)
+    ink = draw_ink(images[index], rng, 150)
+    page = np.zeros((ink.shape[0] + 40, ink.shape[1] + 40), np.float32)
+    page[20 : 20 + ink.shape[0], 20 : 20 + ink.shape[1]] = ink
+    broken = _break_stroke(page, rng)
+    assert stroke_components(broken)[2] == 3, "the test meant the digit to be two stroke pieces"
+    assert read(broken, recognizer) == str(labels[index])
+
+
+def test_a_run_the_model_may_call_no_digit_scores_lower():
+    """Past FRAGMENT_FROM, a run's likelihood of being no digit at all lowers its score more than its digits' share."""
+    rows = np.array([[0.0] * 9 + [1.0 - p, p] for p in (0.0, 0.5 * FRAGMENT_FROM, 2 * FRAGMENT_FROM, 0.2)])
+    scored = scoring_confidences(rows, SCORING_TEMPERATURE)
+    np.testing.assert_allclose(scored[:2], rows[:2, 9], rtol=1e-6)  # below FRAGMENT_FROM: the digit's share alone
+    assert rows[2, 9] * 0.9 > scored[2] > scored[3] and scored[3] < 0.6 * rows[3, 9]
 
 
 @pytest.mark.parametrize("index, digit", [(SEVEN, 7), (TWO, 2), (ZERO, 0), (FOUR, 4)])

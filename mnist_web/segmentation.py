@@ -423,11 +423,10 @@ def _read_pieces(ink, pieces, recognizer, cut):
     cost = {run: shape[k] + doubt[k] if usable[k] else np.inf for k, run in enumerate(runs)}
     # best[b]: the cheapest reading of the first b pieces, and where its last digit starts.
     best = [(0.0, -1)] + [(np.inf, -1)] * len(major)
-    for b in range(1, len(major) + 1):
-        for a in (a for a in range(b) if (a, b) in cost):
-            total = best[a][0] + cost[(a, b)]
-            if total < best[b][0]:
-                best[b] = (total, a)
+    for a, b in sorted(cost, key=lambda run: run[1]):  # by end: best[a] is final before any run from a
+        total = best[a][0] + cost[(a, b)]
+        if total < best[b][0]:
+            best[b] = (total, a)
     if not np.isfinite(best[-1][0]):
         raise NoDigitFound("no digit found: no part of the ink reads as a digit")
     cuts, b = [], len(major)

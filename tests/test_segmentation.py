@@ -27,6 +27,11 @@ def read(ink, recognizer):
     return "".join(str(d.digit) for d in read_digits(ink, recognizer))
 
 
+def on_page(ink, margin=20):
+    """The ink with a blank margin around it."""
+    return np.pad(ink, margin)
+
+
 def side_by_side(mnist_test, indices, gap, overlap=0.0, size=150, seed=0):
     """Draw test digits left to right, each `gap` px clear of the ink before it; boxes may overlap."""
     images, _ = mnist_test
@@ -119,10 +124,7 @@ def test_a_broken_digit_whose_pieces_were_cut_is_still_read_whole(mnist_test, re
     # Its two halves count as the piece they were, so the reading of the whole digit is still among the candidates.
     images, labels = mnist_test
     rng = np.random.default_rng(index)
-    ink = draw_ink(images[index], rng, 150)
-    page = np.zeros((ink.shape[0] + 40, ink.shape[1] + 40), np.float32)
-    page[20 : 20 + ink.shape[0], 20 : 20 + ink.shape[1]] = ink
-    broken = _break_stroke(page, rng)
+    broken = _break_stroke(on_page(draw_ink(images[index], rng, 150)), rng)
     assert stroke_components(broken)[2] == 3, "the test meant the digit to be two stroke pieces"
     assert read(broken, recognizer) == str(labels[index])
 
@@ -140,9 +142,7 @@ def test_a_wide_digit_is_not_cut(mnist_test, recognizer, index, digit):
     images, _ = mnist_test
     ink = draw_ink(images[index], np.random.default_rng(0), 150)
     wide = cv2.resize(ink, (int(ink.shape[1] * 1.8), ink.shape[0]))  # much wider than tall: a cut is tried
-    page = np.zeros((wide.shape[0] + 40, wide.shape[1] + 40), np.float32)
-    page[20 : 20 + wide.shape[0], 20 : 20 + wide.shape[1]] = wide
-    assert [d.digit for d in read_digits(page, recognizer)] == [digit]
+    assert [d.digit for d in read_digits(on_page(wide), recognizer)] == [digit]
 
 
 def test_wide_gaps_and_specks(mnist_test, recognizer):

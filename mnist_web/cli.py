@@ -39,16 +39,23 @@ def predict_command(files):
 @with_appcontext
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--limit", type=int, default=None, help="Use only the first N test digits for the canvas set.")
-@click.option("--numbers", type=int, default=0, help="Also read N canvas numbers and N paper photos.")
+@click.option(
+    "--numbers",
+    type=int,
+    default=0,
+    help="Also read N canvas numbers, N paper photos and N numbers holding a drawing that is no digit.",
+)
 @click.option("--not-digits", type=int, default=2000, show_default=True, help="Freehand non-digit drawings to refuse.")
 def evaluate_command(data_dir, limit, numbers, not_digits):
     """Print accuracies (a refusal counts as wrong), refusal rates, calibration error, numbers and latency."""
     from .evaluation import (
+        REFUSED_MARK,
         calibration_errors,
         canvas_accuracy,
         canvas_number_accuracy,
         digit_refusals,
         mnist_test_accuracy,
+        non_digit_number_refusals,
         not_digit_refusals,
         photo_number_accuracy,
         single_image_latency,
@@ -74,8 +81,15 @@ def evaluate_command(data_dir, limit, numbers, not_digits):
         click.echo(f"calibration error (ECE) on the {name} set: {before:.2%} before, {after:.2%} after")
     for name, measure in (("canvas numbers", canvas_number_accuracy), ("paper photos", photo_number_accuracy)):
         if numbers:
-            exact, per_digit, _ = measure(recognizer, numbers, data_dir)
-            click.echo(f"{name}: {exact:.2%} exact, {per_digit:.2%} per digit ({numbers} numbers)")
+            exact, per_digit, misses = measure(recognizer, numbers, data_dir)
+            refused = sum(read == "" or REFUSED_MARK in read for _, read in misses)
+            click.echo(
+                f"{name}: {exact:.2%} exact, {per_digit:.2%} per digit ({numbers} numbers; {refused} refused,"
+                " counted wrong)"
+            )
+    if numbers:
+        share = non_digit_number_refusals(recognizer, numbers, data_dir)
+        click.echo(f"numbers holding a drawing that is no digit: {share:.2%} refused ({numbers} numbers)")
     from .datasets import load_mnist
 
     _, (images, _) = load_mnist(data_dir)

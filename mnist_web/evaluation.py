@@ -1,23 +1,27 @@
 """Accuracy on the MNIST test set, the canvas-like set, non-digit drawings, canvas numbers and paper photos;
-calibration error; latency. Every accuracy counts a refusal ("not a digit") as wrong."""
+calibration error; latency. Every accuracy counts a refusal ("not a digit") as wrong; numbers holding a drawing
+that is no digit count how many are refused."""
 
 import time
 
 import numpy as np
 
+from .answers import number_answer
 from .calibration import Calibration, answer_ece
 from .canvas import canvas_set
 from .datasets import load_mnist
-from .errors import MnistWebError, NoDigitFound
+from .errors import MnistWebError
 from .not_digits import evaluation_drawings
-from .numbers import canvas_numbers, paper_photos
+from .numbers import canvas_numbers, numbers_with_a_non_digit, paper_photos
 from .preprocessing import image_ink, preprocess
-from .segmentation import holds_several_digits, read_digits
+from .segmentation import holds_several_digits
 
 CANVAS_SEED = 20261121
 NUMBERS_SEED = 20261127
 PHOTOS_SEED = 20261128
 NOT_DIGITS_SEED = 20261129
+NON_DIGIT_NUMBERS_SEED = 20261131
+REFUSED_MARK = "?"  # a part of a number refused as no digit, in the string read_number answers
 
 
 def mnist_test_accuracy(recognizer, data_dir=None):
@@ -110,12 +114,14 @@ def single_image_latency(recognizer, image, runs=1000):
 
 
 def read_number(recognizer, data):
-    """The digit string the segmentation and model read from image bytes ('' when nothing is found)."""
-    ink, _ = image_ink(data)
+    """What number mode answers for image bytes, as a string: its digits, REFUSED_MARK for each part refused as
+    no digit (the API then answers no number at all), '' when no number is read."""
+    ink, scale = image_ink(data)
     try:
-        return "".join(str(d.digit) for d in read_digits(ink, recognizer))
-    except NoDigitFound:
+        digits = number_answer(ink, scale, recognizer)["digits"]
+    except MnistWebError:  # no digit found, or too many
         return ""
+    return "".join(REFUSED_MARK if d["digit"] is None else str(d["digit"]) for d in digits)
 
 
 def edit_distance(a, b):
@@ -155,6 +161,16 @@ def photo_number_accuracy(recognizer, count, data_dir=None, seed=PHOTOS_SEED):
     """number_accuracy on `count` generated paper photos of 1-6 MNIST test digits."""
     _, (images, labels) = load_mnist(data_dir)
     return number_accuracy(recognizer, paper_photos(images, labels, count, seed))
+
+
+def non_digit_number_refusals(recognizer, count, data_dir=None, seed=NON_DIGIT_NUMBERS_SEED):
+    """Share of `count` canvas numbers holding a freehand drawing that is no digit which number mode refuses."""
+    _, (images, labels) = load_mnist(data_dir)
+    refused = 0
+    for png, _ in numbers_with_a_non_digit(images, labels, count, seed):
+        read = read_number(recognizer, png)
+        refused += read == "" or REFUSED_MARK in read
+    return refused / max(count, 1)
 
 
 def several_digits_false_fires(recognizer, limit, data_dir=None, seed=CANVAS_SEED):

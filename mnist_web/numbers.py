@@ -2,15 +2,21 @@
 
 Built differently from the training data (which draws one digit per canvas): the number has its own
 size, slant and baseline, its digits come closer than a pen-width or overlap in their boxes, strokes are
-sometimes broken, specks are strewn; photos put the ink on rendered paper under uneven light.
-Everything is drawn from the given seed, so a set is the same on every run.
+sometimes broken, specks are strewn; photos put the ink on rendered paper under uneven light; some numbers
+hold a freehand drawing that is no digit in one digit's place. Everything is drawn from the given seed, so a set
+is the same on every run.
 """
+
+import dataclasses
 
 import cv2
 import numpy as np
 
 from . import exif
 from .canvas import BACKGROUNDS, draw_ink, encode_png
+from .not_digits import FREEHAND_KINDS, freehand_drawing
+
+NOT_A_DIGIT_MARK = "x"  # the place of the drawing that is no digit, in such a number's text
 
 NUMBER_CANVAS = (840, 280)  # width, height: the page's number canvas, three times the digit canvas
 MARGIN = 8
@@ -48,6 +54,20 @@ def _break_stroke(ink, rng):
     out = ink.copy()
     cv2.line(out, start, end, 0.0, int(rng.integers(2, 6)))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Drawing:
+    """Ink drawn already (a freehand drawing on a canvas, 0..1) to stand in a number in a digit's place."""
+
+    ink: np.ndarray
+
+    def at_size(self, longest):
+        """The drawing's strokes scaled so that their longer side is `longest` pixels."""
+        ink = _crop(self.ink)
+        scale = longest / max(ink.shape)
+        size = (max(2, round(ink.shape[1] * scale)), max(2, round(ink.shape[0] * scale)))
+        return cv2.resize(ink, size, interpolation=cv2.INTER_AREA)
 
 
 def _place(strip, ink, left_limit, gap, top):
@@ -93,7 +113,8 @@ def _draw_line(digit_images, rng, line, count):
     shear = rng.uniform(-0.3, 0.3)
     inks = []
     for image in digit_images:
-        ink = draw_ink(image, rng, line * rng.uniform(0.8, 1.1))
+        size = line * rng.uniform(0.8, 1.1)
+        ink = image.at_size(size) if isinstance(image, Drawing) else draw_ink(image, rng, size)
         if rng.random() < 0.3:
             ink = _break_stroke(ink, rng)
         inks.append(_crop(_slant(ink, shear)))
@@ -141,6 +162,20 @@ def canvas_numbers(images, labels, count, seed, lengths=(2, 6)):
     for _ in range(count):
         digits, text = _pick(images, labels, rng, lengths)
         ink = draw_number(digits, rng)
+        yield encode_png(ink, BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]), text
+
+
+def numbers_with_a_non_digit(images, labels, count, seed, lengths=(2, 6)):
+    """Yield `count` (png_bytes, text) canvas numbers with one digit's place taken by a freehand drawing that is
+    no digit (a letter, a symbol, a doodle: not_digits.FREEHAND_KINDS), marked NOT_A_DIGIT_MARK in the text."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        digits, text = _pick(images, labels, rng, lengths)
+        place = int(rng.integers(len(text)))
+        drawing = Drawing(freehand_drawing(FREEHAND_KINDS[int(rng.integers(len(FREEHAND_KINDS)))], rng))
+        parts = [drawing if k == place else digit for k, digit in enumerate(digits)]
+        ink = draw_number(parts, rng)
+        text = text[:place] + NOT_A_DIGIT_MARK + text[place + 1 :]
         yield encode_png(ink, BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]), text
 
 

@@ -49,7 +49,7 @@ def predict_command(files):
 def evaluate_command(data_dir, limit, numbers, not_digits):
     """Print accuracies (a refusal counts as wrong), refusal rates, calibration error, numbers and latency."""
     from .evaluation import (
-        REFUSED_MARK,
+        answered_no_number,
         calibration_errors,
         canvas_accuracy,
         canvas_number_accuracy,
@@ -82,7 +82,7 @@ def evaluate_command(data_dir, limit, numbers, not_digits):
     for name, measure in (("canvas numbers", canvas_number_accuracy), ("paper photos", photo_number_accuracy)):
         if numbers:
             exact, per_digit, misses = measure(recognizer, numbers, data_dir)
-            refused = sum(read == "" or REFUSED_MARK in read for _, read in misses)
+            refused = sum(answered_no_number(read) for _, read in misses)
             click.echo(
                 f"{name}: {exact:.2%} exact, {per_digit:.2%} per digit ({numbers} numbers; {refused} refused,"
                 " counted wrong)"

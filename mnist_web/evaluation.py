@@ -124,6 +124,11 @@ def read_number(recognizer, data):
     return "".join(REFUSED_MARK if d["digit"] is None else str(d["digit"]) for d in digits)
 
 
+def answered_no_number(read):
+    """True where read_number's string is a number number mode refuses or finds no digit in."""
+    return read == "" or REFUSED_MARK in read
+
+
 def edit_distance(a, b):
     """Levenshtein distance between two strings (digits missed, added or misread)."""
     row = list(range(len(b) + 1))
@@ -168,8 +173,7 @@ def non_digit_number_refusals(recognizer, count, data_dir=None, seed=NON_DIGIT_N
     _, (images, labels) = load_mnist(data_dir)
     refused = 0
     for png, _ in numbers_with_a_non_digit(images, labels, count, seed):
-        read = read_number(recognizer, png)
-        refused += read == "" or REFUSED_MARK in read
+        refused += answered_no_number(read_number(recognizer, png))
     return refused / max(count, 1)
 
 

@@ -1,4 +1,4 @@
-"""The flask CLI: predict files, create the schema."""
+"""The flask CLI: predict files, evaluate, create the schema."""
 
 import re
 
@@ -70,3 +70,14 @@ def test_purge_deletes_expired_records(runner, tmp_path):
         assert app.test_client().get("/api/v1/stats").get_json()["total"] == 0
     finally:
         app.extensions["mnist_web.store"].close()
+
+
+def test_evaluate_counts_a_refused_number_as_wrong_and_reads_numbers_holding_a_non_digit(runner):
+    result = runner.invoke(args=["evaluate", "--limit", "100", "--numbers", "10", "--not-digits", "20"])
+    assert result.exit_code == 0, result.output
+    figures = r"\d+\.\d\d% exact, \d+\.\d\d% per digit \(10 numbers; \d+ refused, counted wrong\)"
+    for name in ("canvas numbers", "paper photos"):
+        line = next(line for line in result.output.splitlines() if line.startswith(f"{name}: "))
+        assert re.fullmatch(f"{name}: {figures}", line), line
+    holding = re.search(r"holding a drawing that is no digit: (\d+\.\d\d)% refused \(10 numbers\)", result.output)
+    assert holding and float(holding[1]) > 0, result.output

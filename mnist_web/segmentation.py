@@ -11,7 +11,8 @@ Digits that touch are one piece: a wide piece read without conviction is cut in 
 halves most surely, straight down or along the path that crosses the fewest stroke pixels (digits that
 interlock, a 0 in an 8's curve, part along no straight column), and the drawing read again, the grouping free
 to keep the piece whole. A cut whose whole piece the model calls no digit, and whose halves it is not sure of, is
-undone: a letter in a number is refused, not read as two digits.
+undone: a letter in a number is refused, not read as two digits. A piece the model refuses may stand alone as a
+refused part, so a "+" between digits is refused rather than hidden in the digit beside it.
 """
 
 import contextlib
@@ -78,6 +79,14 @@ SEVERAL_CUT = 1.5
 # photos).
 CUT_HALF_SURE = 0.9
 CUT_HALF_DOUBT = 0.01
+# A piece the model refuses as no digit, at least REFUSE_PIECE_SIZE of the writing's height in its longer side, may
+# stand alone as a refused part of the number at a cost of REFUSE_PIECE (in the grouping's units, -log probability)
+# instead of being joined to a neighbouring digit that absorbs it: a "+" or a "-" between digits is refused, not
+# hidden in the digit beside it, while a 5's bar or a broken stroke, which joins its digit for less, still does, and
+# smaller fragments are never refused alone. Chosen on numbers with a drawing that is no digit in them and on
+# touching and ordinary numbers, from other seeds than the evaluation's (README, Numbers and photos).
+REFUSE_PIECE = 2.0
+REFUSE_PIECE_SIZE = 0.5
 # Runs of pieces whose shape alone costs more than this are not read as one digit (speed: fewer model calls).
 HOPELESS = 5.0
 # A piece the model reads this surely on its own is not joined to a tall neighbour standing beside it.
@@ -459,6 +468,13 @@ def _read_pieces(ink, pieces, recognizer, cut):
     _read_runs(ink, pieces, major, runs, joined, arrays, recognizer)
     doubt = -np.log(scoring_confidences(probabilities, temperature) + 1e-6)
     cost = {run: shape[k] + doubt[k] if usable[k] else np.inf for k, run in enumerate(runs)}
+    # A piece the model refuses alone may stand alone, refused, for REFUSE_PIECE, rather than be forced into a digit.
+    refused = recognizer.calibration.refused(probabilities[singles])
+    for k, alone_refused in zip(singles, refused, strict=True):
+        i = major[runs[k][0]]
+        size = max(pieces.stats[i, cv2.CC_STAT_WIDTH], pieces.stats[i, cv2.CC_STAT_HEIGHT])
+        if usable[k] and alone_refused and size >= REFUSE_PIECE_SIZE * pieces.height:
+            cost[runs[k]] = min(cost[runs[k]], REFUSE_PIECE)
     # best[b]: the cheapest reading of the first b pieces, and where its last digit starts.
     best = [(0.0, -1)] + [(np.inf, -1)] * len(major)
     for a, b in sorted(cost, key=lambda run: run[1]):  # by end: best[a] is final before any run from a

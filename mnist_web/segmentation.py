@@ -417,7 +417,7 @@ def _undo_doubtful_cuts(ink, pieces, found, runs, recognizer):
         if left < right and left in digit_of and right in digit_of:
             halves = [found[digit_of[left]], found[digit_of[right]]]
             if any(h.confidence < CUT_HALF_SURE or h.probabilities[NOT_A_DIGIT] >= CUT_HALF_DOUBT for h in halves):
-                doubtful.append((digit_of[left], digit_of[right], left, right))
+                doubtful.append((*sorted((digit_of[left], digit_of[right])), left, right))
     if not doubtful:
         return found
     wholes = []
@@ -429,8 +429,7 @@ def _undo_doubtful_cuts(ink, pieces, found, runs, recognizer):
     found = list(found)
     dropped = set()
     for (first, second, _, _), whole, p, undo in zip(doubtful, wholes, probabilities, refused, strict=True):
-        if undo:
-            first, second = min(first, second), max(first, second)
+        if undo:  # the whole takes the place of the first half in reading order
             found[first] = ReadDigit(*whole, p)
             dropped.add(second)
     return [digit for k, digit in enumerate(found) if k not in dropped]

@@ -46,6 +46,10 @@ CLASSES = 11
 NEGATIVES = 30_000
 TRACED_NEGATIVES = 24_000
 VALIDATION_NEGATIVES = 3_000
+# Training digits' centre lines traced with a round pen (mnist_web/pen_trace.py), as the traced non-digits
+# are: among the digits the not-a-digit output and the refusal head learn from, so that a uniform round pen
+# is not itself a sign of "not a digit". Only those the model still reads as their digit are kept.
+TRACED_DIGITS = 12_000
 NEGATIVE_FRACTION = 0.15  # of every batch
 # The refusal threshold refuses at most this share of the validation digits (MNIST and canvas drawings),
 # and never less than an even chance of not being a digit.
@@ -133,7 +137,8 @@ def main():
     logging.info("drawing each of %d training digits %d times on a canvas", len(x_train), CANVAS_COPIES)
     x_canvas = render_canvas(x_all[train_idx], args.seed, CANVAS_COPIES)
     classes, negative_fraction = (10, 0.0) if args.digits_only else (CLASSES, NEGATIVE_FRACTION)
-    x_negative = x_val_negative = np.zeros((0, 28, 28), np.float32)
+    x_negative = x_val_negative = x_traced = np.zeros((0, 28, 28), np.float32)
+    y_traced = np.zeros(0, np.uint8)
     if not args.digits_only:
         logging.info(
             "drawing non-digits for training (%d in a full run) and %d for validation", NEGATIVES, VALIDATION_NEGATIVES
@@ -152,6 +157,9 @@ def main():
                 render_negatives(VALIDATION_NEGATIVES, args.seed + 9, traced=True),
             ]
         )
+        logging.info("tracing the centre lines of %d training digits with a round pen", int(TRACED_DIGITS * share))
+        x_traced = render_canvas(x_all[train_idx][: int(TRACED_DIGITS * share)], args.seed + 11, 1, traced=True)
+        y_traced = y_train[: len(x_traced)]
     pool_x = np.concatenate([x_train, x_canvas, x_negative])[..., None]
     pool_y = np.concatenate([y_train] * (1 + CANVAS_COPIES) + [np.full(len(x_negative), NOT_A_DIGIT, np.uint8)])
     steps_per_epoch = len(x_train) // BATCH_SIZE
@@ -247,11 +255,13 @@ def main():
     # --- Training (or, with --refit-refusal, only the not-a-digit output) ---
     if args.refit_refusal:
         history = None
-        refit_refusal(model, np.concatenate([x_train, x_canvas]), x_negative)
+        x_traced = recognised(model, x_traced, y_traced)
+        refit_refusal(model, np.concatenate([x_train, x_canvas, x_traced]), x_negative)
     else:
         history = model.fit(
             train_ds, epochs=args.epochs, steps_per_epoch=steps_per_epoch, validation_data=val_ds, verbose=1
         )
+        x_traced = recognised(model, x_traced, y_traced)
     training_seconds = time.time() - started
     if args.digits_only:
         x_val_canvas = render_canvas(x_all[val_idx], args.seed + 1, copies=1)
@@ -272,7 +282,10 @@ def main():
     logging.info("fitting the refusal head")
     x_head_canvas = render_canvas(x_all[train_idx], args.seed + 5, copies=1)
     head = fit_refusal_head(
-        np.concatenate([run(x_train)[1], run(x_head_canvas)[1]]), run(x_negative)[1], args.seed, epochs=HEAD_EPOCHS
+        np.concatenate([run(x_train)[1], run(x_head_canvas)[1], run(x_traced)[1]]),
+        run(x_negative)[1],
+        args.seed,
+        epochs=HEAD_EPOCHS,
     )
     del x_head_canvas
 
@@ -403,11 +416,12 @@ def write_model(model, args, metrics, history, confusion, training_seconds):
     logging.info("wrote %s in %.0f s", args.output, training_seconds)
 
 
-def render_canvas(images, seed, copies):
-    """`copies` canvas drawings of every image, preprocessed as the service does, on all CPUs."""
+def render_canvas(images, seed, copies, traced=False):
+    """`copies` canvas drawings of every image (or, with `traced`, of its centre line), preprocessed, on all CPUs."""
     import multiprocessing
 
     from mnist_web.canvas import canvas_model_inputs
+    from mnist_web.pen_trace import traced_digit_model_inputs
 
     chunks = np.array_split(np.arange(len(images)), CANVAS_CHUNKS)
     jobs = [
@@ -416,7 +430,21 @@ def render_canvas(images, seed, copies):
         for number, chunk in enumerate(chunks)
     ]
     with multiprocessing.get_context("spawn").Pool() as pool:
-        return np.concatenate(pool.starmap(canvas_model_inputs, jobs))
+        return np.concatenate(pool.starmap(traced_digit_model_inputs if traced else canvas_model_inputs, jobs))
+
+
+def recognised(model, images, labels):
+    """The images whose highest digit output is their label (a refusal is allowed: that is what is learnt)."""
+    from mnist_web.calibration import NOT_A_DIGIT
+    from mnist_web.recognizer import keras_forward
+
+    if not len(images):  # a --digits-only run traces none
+        return images
+    forward = keras_forward(model)
+    chunks = [np.asarray(forward(images[i : i + 1024, ..., None])) for i in range(0, len(images), 1024)]
+    kept = np.concatenate(chunks)[:, :NOT_A_DIGIT].argmax(axis=1) == labels
+    logging.info("%d of %d pen-traced digits still read as their digit: kept", kept.sum(), len(kept))
+    return images[kept]
 
 
 def render_negatives(count, seed, traced=False):

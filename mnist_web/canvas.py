@@ -17,7 +17,11 @@ BACKGROUNDS = ("transparent", "white")
 def render_drawing(digit, rng, side=CANVAS_SIDE):
     """Draw one 28x28 MNIST digit as canvas ink (float32 0..1, side x side), randomly sized and placed."""
     longest = float(np.exp(rng.uniform(np.log(28), np.log(0.92 * side))))
-    ink = draw_ink(digit, rng, longest)
+    return place_on_page(draw_ink(digit, rng, longest), rng, side)
+
+
+def place_on_page(ink, rng, side=CANVAS_SIDE):
+    """Put cropped ink at a random place on an empty side x side page (shrunk first if it does not fit)."""
     if max(ink.shape) > side:
         fit = side / max(ink.shape)
         ink = cv2.resize(

@@ -46,7 +46,14 @@ def predict_command(files):
     help="Also read N canvas numbers, N paper photos and N numbers holding a drawing that is no digit.",
 )
 @click.option("--not-digits", type=int, default=2000, show_default=True, help="Freehand non-digit drawings to refuse.")
-def evaluate_command(data_dir, limit, numbers, not_digits):
+@click.option(
+    "--pen-digits",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Drawings of each way of writing each digit with the page's pen, at each of its four sizes.",
+)
+def evaluate_command(data_dir, limit, numbers, not_digits, pen_digits):
     """Print accuracies (a refusal counts as wrong), refusal rates, calibration error, numbers and latency."""
     from .evaluation import (
         answered_no_number,
@@ -57,6 +64,8 @@ def evaluate_command(data_dir, limit, numbers, not_digits):
         mnist_test_accuracy,
         non_digit_number_refusals,
         not_digit_refusals,
+        pen_digit_reads,
+        pen_number_accuracy,
         photo_number_accuracy,
         single_image_latency,
     )
@@ -73,13 +82,26 @@ def evaluate_command(data_dir, limit, numbers, not_digits):
     click.echo(f"canvas-set accuracy: {canvas:.2%} ({limit or 10000} drawings, {unread} without a digit found)")
     wrongly = digit_refusals(recognizer, data_dir, limit)
     click.echo(f"digits wrongly refused: MNIST test {wrongly['mnist']:.2%}, canvas set {wrongly['canvas']:.2%}")
+    if pen_digits:
+        reads = pen_digit_reads(recognizer, pen_digits)
+        right, refused, drawn = (sum(column) for column in zip(*reads.values(), strict=True))
+        tallest, shortest = max(high for _, high in reads), min(low for low, _ in reads)
+        click.echo(
+            f"digits drawn with the page's pen: {right / drawn:.2%} right, {refused / drawn:.2%} refused"
+            f" ({drawn} drawings, {shortest}-{tallest} px tall)"
+        )
     if not_digits:
         share, by_kind = not_digit_refusals(recognizer, not_digits)
         worst = ", ".join(f"{kind} {rate:.0%}" for kind, rate in sorted(by_kind.items(), key=lambda kv: kv[1])[:5])
         click.echo(f"non-digit drawings refused: {share:.2%} ({not_digits} freehand drawings; least refused: {worst})")
     for name, (before, after) in calibration_errors(recognizer, data_dir, limit).items():
         click.echo(f"calibration error (ECE) on the {name} set: {before:.2%} before, {after:.2%} after")
-    for name, measure in (("canvas numbers", canvas_number_accuracy), ("paper photos", photo_number_accuracy)):
+    measures = (
+        ("canvas numbers", canvas_number_accuracy),
+        ("numbers drawn with the page's pen", lambda recognizer, count, _: pen_number_accuracy(recognizer, count)),
+        ("paper photos", photo_number_accuracy),
+    )
+    for name, measure in measures:
         if numbers:
             exact, per_digit, misses = measure(recognizer, numbers, data_dir)
             refused = sum(answered_no_number(read) for _, read in misses)

@@ -1,12 +1,13 @@
-"""Accuracy on the MNIST test set, the canvas-like set, non-digit drawings, canvas numbers and paper photos;
-calibration error; latency. Every accuracy counts a refusal ("not a digit") as wrong; numbers holding a drawing
-that is no digit count how many are refused."""
+"""Accuracy on the MNIST test set, the canvas-like set, the page pen's digits, non-digit drawings, canvas numbers,
+the pen's numbers and paper photos; calibration error; latency. Every accuracy counts a refusal ("not a digit") as
+wrong; numbers holding a drawing that is no digit count how many are refused."""
 
 import time
 
 import numpy as np
 
-from .answers import number_answer
+from . import pen_digits
+from .answers import digit_answer, number_answer
 from .calibration import Calibration, answer_ece
 from .canvas import canvas_set
 from .datasets import load_mnist
@@ -21,6 +22,8 @@ NUMBERS_SEED = 20261127
 PHOTOS_SEED = 20261128
 NOT_DIGITS_SEED = 20261129
 NON_DIGIT_NUMBERS_SEED = 20261131
+PEN_DIGITS_SEED = 20261201
+PEN_NUMBERS_SEED = 20261202
 REFUSED_MARK = "?"  # a part of a number refused as no digit, in the string read_number answers
 
 
@@ -175,6 +178,25 @@ def non_digit_number_refusals(recognizer, count, data_dir=None, seed=NON_DIGIT_N
     for png, _ in numbers_with_a_non_digit(images, labels, count, seed):
         refused += answered_no_number(read_number(recognizer, png))
     return refused / max(count, 1)
+
+
+def pen_digit_reads(recognizer, count, seed=PEN_DIGITS_SEED):
+    """{(low, high) px tall: (right, refused, drawn)} in digit mode for the pen's digits, `count` of each way."""
+    found = {}
+    for png, digit, size in pen_digits.single_digits(np.random.default_rng(seed), count):
+        answer = digit_answer(*image_ink(png), recognizer)
+        right, refused, drawn = found.get(size, (0, 0, 0))
+        found[size] = (
+            right + (answer["verdict"] == "digit" and answer["digit"] == digit),
+            refused + (answer["verdict"] == "not_a_digit"),
+            drawn + 1,
+        )
+    return found
+
+
+def pen_number_accuracy(recognizer, count, seed=PEN_NUMBERS_SEED):
+    """number_accuracy on `count` numbers of 2-6 digits drawn with the page's pen."""
+    return number_accuracy(recognizer, pen_digits.numbers(np.random.default_rng(seed), count))
 
 
 def several_digits_false_fires(recognizer, limit, data_dir=None, seed=CANVAS_SEED):

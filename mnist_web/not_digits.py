@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .canvas import BACKGROUNDS, CANVAS_SIDE, encode_png
+from .pen_trace import hand_wobble, thin, trace_centre_line
 
 TRAINING_LETTERS = "ABCEFHJKLMNPQRTUVWXYacdefhkmnprtuvwxy"
 TRAINING_SYMBOLS = "#%&*+=?@<>^~{}"
@@ -274,53 +275,15 @@ def training_drawing(rng, fonts=None):
     }[kind]
     ink = draw(rng).astype(np.float32) / 255.0
     if rng.random() < HAND_WOBBLE_SHARE:
-        ink = _hand_wobble(ink, rng)
+        ink = hand_wobble(ink, rng)
     return _place(ink, rng)
-
-
-def _hand_wobble(ink, rng):
-    """Bend a perfect drawing the way a hand bends it: a smooth random displacement of a few percent."""
-    height, width = ink.shape
-    strength = rng.uniform(0.01, 0.04) * max(height, width)
-    knots = int(rng.integers(3, 7))  # a coarse random grid, smoothly enlarged: bends a few times per drawing
-    field = [cv2.resize(rng.uniform(-strength, strength, (knots, knots)).astype(np.float32), (width, height),
-                        interpolation=cv2.INTER_CUBIC) for _ in range(2)]  # fmt: skip
-    rows, cols = np.indices((height, width), np.float32)
-    return cv2.remap(ink, cols + field[0], rows + field[1], cv2.INTER_LINEAR)
 
 
 # ---- training negatives: glyph centre lines traced with a round pen -------------------------------
 # A font draws a letter's outline; a hand draws its centre line with a round pen. These take a glyph's
 # centre line (a Hershey glyph drawn 1 px thin, or a DejaVu glyph thinned to its skeleton), bend it, and
-# trace it with a 10-26 px round pen at canvas scale. Added to the font drawings, they took the refusal
+# trace it with a round pen (mnist_web/pen_trace.py). Added to the font drawings, they took the refusal
 # of freehand non-digits from 61 % to 75 % (README, "Not a digit"); they never use the evaluation's skeletons.
-TRACED_PEN_WIDTHS = (10, 26)
-
-
-def _thin(mask):
-    """A boolean mask thinned to 1-px lines (Zhang-Suen, both sub-iterations vectorised)."""
-    img = np.pad(mask.astype(np.uint8), 1)
-    changed = True
-    while changed:
-        changed = False
-        for step in (0, 1):
-            n = [img[:-2, 1:-1], img[:-2, 2:], img[1:-1, 2:], img[2:, 2:],
-                 img[2:, 1:-1], img[2:, :-2], img[1:-1, :-2], img[:-2, :-2]]  # fmt: skip
-            neighbours = sum(x.astype(np.int32) for x in n)
-            transitions = sum(((n[i] == 0) & (n[(i + 1) % 8] == 1)).astype(np.int32) for i in range(8))
-            north, east, south, west = n[0], n[2], n[4], n[6]
-            if step == 0:
-                side = (north * east * south == 0) & (east * south * west == 0)
-            else:
-                side = (north * east * west == 0) & (north * south * west == 0)
-            remove = (img[1:-1, 1:-1] == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & side
-            if remove.any():
-                changed = True
-                img = img.copy()
-                img[1:-1, 1:-1][remove] = 0
-    return img[1:-1, 1:-1].astype(bool)
-
-
 def _hershey_centre_line(rng, work=300):
     text = "".join(rng.choice(list(TRAINING_LETTERS + TRAINING_SYMBOLS), int(rng.choice((1, 1, 1, 1, 2)))))
     font = int(rng.choice(HERSHEY_FONTS))
@@ -339,7 +302,7 @@ def _truetype_centre_line(rng, fonts):
     ImageDraw.Draw(image).text(
         (40, 20), str(rng.choice(list(TRAINING_LETTERS + TRAINING_SYMBOLS))), fill=255, font=font
     )
-    return _thin(np.asarray(image) > 127)
+    return thin(np.asarray(image) > 127)
 
 
 def _doodle_centre_line(rng, work=300):
@@ -366,18 +329,10 @@ def traced_drawing(rng, fonts=None):
         line = _truetype_centre_line(rng, fonts)
     else:
         line = _doodle_centre_line(rng)
-    line = _hand_wobble(line.astype(np.float32), rng) > 0.25
-    rows, cols = np.flatnonzero(line.any(1)), np.flatnonzero(line.any(0))
-    if rows.size == 0:
+    ink = trace_centre_line(line, rng, stretch=(0.7, 1.3))
+    if ink is None:
         return np.zeros((CANVAS_SIDE, CANVAS_SIDE), np.float32)
-    line = line[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    zoom = float(np.exp(rng.uniform(np.log(70), np.log(0.85 * CANVAS_SIDE)))) / max(line.shape)
-    radius = max(1, round(rng.uniform(*TRACED_PEN_WIDTHS) / zoom / 2))  # the pen, at the glyph's scale
-    line = np.pad(line, radius + 2).astype(np.uint8)
-    ink = cv2.dilate(line, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)).astype(np.float32)
-    size = (max(2, round(ink.shape[1] * zoom * rng.uniform(0.7, 1.3))), max(2, round(ink.shape[0] * zoom)))
-    ink = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
-    return _place(np.clip(ink, 0, 1), rng, keep_size=True)  # sized above, where the pen width was chosen
+    return _place(ink, rng, keep_size=True)  # sized where the pen width was chosen
 
 
 def training_model_inputs(count, seed, traced=False):

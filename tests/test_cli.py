@@ -73,10 +73,16 @@ def test_purge_deletes_expired_records(runner, tmp_path):
 
 
 def test_evaluate_counts_a_refused_number_as_wrong_and_reads_numbers_holding_a_non_digit(runner):
-    result = runner.invoke(args=["evaluate", "--limit", "100", "--numbers", "10", "--not-digits", "20"])
+    result = runner.invoke(
+        args=["evaluate", "--limit", "100", "--numbers", "10", "--not-digits", "20", "--pen-digits", "1"]
+    )
     assert result.exit_code == 0, result.output
     figures = r"\d+\.\d\d% exact, \d+\.\d\d% per digit \(10 numbers; \d+ refused, counted wrong\)"
-    for name in ("canvas numbers", "paper photos"):
+    pen = re.search(
+        r"drawn with the page's pen: (\d+\.\d\d)% right, \d+\.\d\d% refused \(60 drawings, 60-270 px", result.output
+    )
+    assert pen and float(pen[1]) > 90, result.output  # 4 sizes x 15 ways of writing a digit, one each
+    for name in ("canvas numbers", "numbers drawn with the page's pen", "paper photos"):
         line = next(line for line in result.output.splitlines() if line.startswith(f"{name}: "))
         assert re.fullmatch(f"{name}: {figures}", line), line
     holding = re.search(r"holding a drawing that is no digit: (\d+\.\d\d)% refused \(10 numbers\)", result.output)

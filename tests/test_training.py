@@ -1,6 +1,7 @@
 """train_keras.py runs top to bottom and writes everything the service and the README rely on."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,9 @@ def test_refit_refusal_changes_only_the_not_a_digit_output(tmp_path):
     (old_kernel, old_bias), (new_kernel, new_bias) = before.layers[-1].get_weights(), after.layers[-1].get_weights()
     assert (old_kernel[:, :10] == new_kernel[:, :10]).all() and (old_bias[:10] == new_bias[:10]).all()
     assert not (old_kernel[:, 10] == new_kernel[:, 10]).all()  # the not-a-digit row was fitted
+    # Pen-traced training digits are among the digits learnt from (TRACED_DIGITS, in proportion to --limit).
+    kept = re.search(r"(\d+) of (\d+) pen-traced digits still read as their digit", result.stderr)
+    assert kept and int(kept[2]) > 0 and int(kept[1]) >= 0.9 * int(kept[2]), result.stderr[-3000:]
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["refit_refusal_only"] and metrics["epochs"] == 0
     assert metrics["test_accuracy"] > 0.99  # the digits' answers are the trained model's

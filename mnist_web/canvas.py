@@ -20,13 +20,11 @@ def render_drawing(digit, rng, side=CANVAS_SIDE):
     return place_on_page(draw_ink(digit, rng, longest), rng, side)
 
 
-def place_on_page(ink, rng, side=CANVAS_SIDE):
-    """Put cropped ink at a random place on an empty side x side page (shrunk first if it does not fit)."""
+def place_on_page(ink, rng, side=CANVAS_SIDE, shrink=cv2.INTER_AREA):
+    """Put cropped ink at a random place on an empty side x side page (shrunk by `shrink` first if it does not fit)."""
     if max(ink.shape) > side:
         fit = side / max(ink.shape)
-        ink = cv2.resize(
-            ink, (max(1, int(ink.shape[1] * fit)), max(1, int(ink.shape[0] * fit))), interpolation=cv2.INTER_AREA
-        )
+        ink = cv2.resize(ink, (max(1, int(ink.shape[1] * fit)), max(1, int(ink.shape[0] * fit))), interpolation=shrink)
 
     page = np.zeros((side, side), np.float32)
     top = int(rng.integers(0, side - ink.shape[0] + 1))
@@ -35,13 +33,17 @@ def place_on_page(ink, rng, side=CANVAS_SIDE):
     return page
 
 
-def draw_ink(digit, rng, longest):
-    """Draw one 28x28 MNIST digit as pen ink about `longest` pixels tall or wide, cropped to its strokes."""
+def digit_strokes(digit):
+    """A 28x28 MNIST digit as float32 0..1, cropped to its strokes with a 2-px margin."""
     digit = digit.astype(np.float32) / 255.0 if digit.dtype == np.uint8 else digit.astype(np.float32)
     rows = np.flatnonzero((digit > 0.1).any(axis=1))
     cols = np.flatnonzero((digit > 0.1).any(axis=0))
-    crop = np.pad(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], 2)
+    return np.pad(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], 2)
 
+
+def draw_ink(digit, rng, longest):
+    """Draw one 28x28 MNIST digit as pen ink about `longest` pixels tall or wide, cropped to its strokes."""
+    crop = digit_strokes(digit)
     zoom = longest / max(crop.shape)
     stretch = rng.uniform(0.85, 1.15)
     size = (max(2, round(crop.shape[1] * zoom * stretch)), max(2, round(crop.shape[0] * zoom)))

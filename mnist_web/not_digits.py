@@ -17,7 +17,7 @@ import glob
 import cv2
 import numpy as np
 
-from .canvas import BACKGROUNDS, CANVAS_SIDE, encode_png
+from .canvas import BACKGROUNDS, CANVAS_SIDE, encode_png, place_on_page
 from .pen_trace import hand_wobble, thin, trace_centre_line
 
 TRAINING_LETTERS = "ABCEFHJKLMNPQRTUVWXYacdefhkmnprtuvwxy"
@@ -56,14 +56,7 @@ def _place(ink, rng, side=CANVAS_SIDE, keep_size=False):
         aspect = rng.uniform(0.75, 1.3)
         size = (max(2, round(ink.shape[1] * zoom * aspect)), max(2, round(ink.shape[0] * zoom)))
         ink = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
-    if max(ink.shape) > side:
-        fit = side / max(ink.shape)
-        ink = cv2.resize(ink, (max(1, int(ink.shape[1] * fit)), max(1, int(ink.shape[0] * fit))))
-    page = np.zeros((side, side), np.float32)
-    top = int(rng.integers(0, side - ink.shape[0] + 1))
-    left = int(rng.integers(0, side - ink.shape[1] + 1))
-    page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
-    return page
+    return place_on_page(ink, rng, side, shrink=cv2.INTER_LINEAR)
 
 
 def _crop(ink):

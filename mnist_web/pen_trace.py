@@ -9,7 +9,7 @@ import contextlib
 import cv2
 import numpy as np
 
-from .canvas import CANVAS_SIDE, place_on_page
+from .canvas import CANVAS_SIDE, digit_strokes, place_on_page
 from .errors import NoDigitFound
 from .preprocessing import extract_ink, normalize_ink
 
@@ -76,9 +76,7 @@ def trace_centre_line(line, rng, stretch, longest=LONGEST, pen_widths=PEN_WIDTHS
 
 def digit_centre_line(digit):
     """An MNIST digit's centre line: cropped, enlarged smoothly, cut at half ink and thinned to 1 px."""
-    digit = digit.astype(np.float32) / 255.0 if digit.dtype == np.uint8 else digit.astype(np.float32)
-    rows, cols = np.flatnonzero((digit > 0.1).any(axis=1)), np.flatnonzero((digit > 0.1).any(axis=0))
-    crop = np.pad(digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], 2)
+    crop = digit_strokes(digit)
     zoom = CENTRE_LINE_SIDE / max(crop.shape)
     size = (max(2, round(crop.shape[1] * zoom)), max(2, round(crop.shape[0] * zoom)))
     return thin(cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC) > 0.45)

@@ -26,6 +26,9 @@ WEAK_SPREADS = 3.5
 WEAK_SHARE = 0.4
 # A stroke's core: this share of its own darkest contrast reads as full ink.
 CORE = 0.8
+# Ink lying wholly within this share of the shorter side from the picture's edge is the page's edge, the
+# table or a streak of the lens, not writing: a digit written there would be cut off by the frame anyway.
+EDGE_BAND = 0.04
 
 
 def _page(gray):
@@ -52,6 +55,15 @@ def looks_like_photo(gray):
     return light > UNEVEN_LIGHT or grain > GRAIN
 
 
+def _along_edge(stats, shape):
+    """For each component's stats row, whether its box lies wholly within EDGE_BAND of one picture edge."""
+    height, width = shape
+    band = EDGE_BAND * min(height, width)
+    left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
+    return (right <= band) | (bottom <= band) | (left >= width - band) | (top >= height - band)
+
+
 def photo_ink(gray):
     """Return ink strength 0..1 (white on black) of a photographed page, with grain and specks removed."""
     page = _page(gray)
@@ -72,7 +84,7 @@ def photo_ink(gray):
     seeded[labels[strong]] = True
     seeded[0] = False
     areas = stats[:, cv2.CC_STAT_AREA]
-    keep = seeded & (areas >= max(3, SPECK_FRACTION * areas[seeded].max()))
+    keep = seeded & (areas >= max(3, SPECK_FRACTION * areas[seeded].max())) & ~_along_edge(stats, gray.shape)
     labels[~keep[labels]] = 0
     strokes = labels > 0
     # Each stroke's core reads 1, like a canvas pen, however dark its own ink; the soft edge fades out.

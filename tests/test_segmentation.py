@@ -268,23 +268,51 @@ def test_flat_digit_between_tall_ones(recognizer):
     assert digits[1].box[3] < 0.55 * digits[0].box[3]
 
 
+def lit_paper(height, width):
+    """Grey paper (0..1) with light falling off across the page and grain, as a photo shows it."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    grain = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 1, (height, width)).astype(np.float32), (0, 0), 1.0)
+    return 0.85 - 0.2 * cols / width - 0.1 * rows / height + 0.02 * grain
+
+
+def photo_jpeg(gray):
+    """A grey picture (0..1) as the JPEG a phone would send."""
+    return cv2.imencode(".jpg", np.clip(gray * 255, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+
+
 def test_photo_keeps_a_fine_light_stroke_beside_bold_ones(recognizer):
     # Otsu's threshold is set by the bold 1 and 7; the fine, light 0 must not fade out of the ink.
     height, width = 600, 800
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
-    grain = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 1, (height, width)).astype(np.float32), (0, 0), 1.0)
-    paper = 0.85 - 0.2 * cols / width - 0.1 * rows / height + 0.02 * grain  # light falling off across the page
+    paper = lit_paper(height, width)
     fine, bold = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
     cv2.ellipse(fine, (250, 300), (60, 95), 0, 0, 360, 1.0, 3, cv2.LINE_AA)
     cv2.line(bold, (420, 210), (410, 390), 1.0, 22, cv2.LINE_AA)
     cv2.line(bold, (480, 215), (590, 215), 1.0, 22, cv2.LINE_AA)
     cv2.line(bold, (590, 215), (520, 390), 1.0, 22, cv2.LINE_AA)
     gray = paper * (1 - 0.35 * cv2.GaussianBlur(fine, (0, 0), 1.0)) * (1 - 0.85 * bold)
-    jpeg = cv2.imencode(".jpg", np.clip(gray * 255, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])[1]
+    jpeg = photo_jpeg(gray)
     assert photo.looks_like_photo(decode_image(jpeg.tobytes()))
     ink, _ = image_ink(jpeg.tobytes())
     assert stroke_components(ink[:, :350])[2] - 1 == 1, "the 0 is one unbroken stroke"
     assert read(ink, recognizer) == "017"
+
+
+def test_photo_edge_marks_are_not_writing_but_a_digit_cut_by_the_frame_is(recognizer):
+    height, width = 600, 800
+    strokes = np.zeros((height, width), np.float32)
+    cv2.line(strokes, (380, 200), (370, 400), 1.0, 14, cv2.LINE_AA)  # a 1 in the middle of the page
+    edges = np.zeros((height, width), np.float32)
+    cv2.line(edges, (120, 0), (123, 18), 1.0, 6, cv2.LINE_AA)  # a streak at the top edge
+    cv2.line(edges, (width - 10, 300), (width - 4, 420), 1.0, 8, cv2.LINE_AA)  # the page's edge at the right
+    gray = lit_paper(height, width) * (1 - 0.85 * strokes) * (1 - 0.8 * edges)
+    jpeg = photo_jpeg(gray).tobytes()
+    assert photo.looks_like_photo(decode_image(jpeg))
+    ink, _ = image_ink(jpeg)
+    assert ink[:20, 100:140].max() == 0 and ink[280:440, -14:].max() == 0
+    assert read(ink, recognizer) == "1"
+    # Cropped so tightly that the 1 touches the frame at both ends: still writing.
+    cropped = photo_jpeg(gray[200:400, 300:460]).tobytes()
+    assert read(image_ink(cropped)[0], recognizer) == "1"
 
 
 def test_generated_canvas_numbers(mnist_test, recognizer):

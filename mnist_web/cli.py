@@ -43,7 +43,7 @@ def predict_command(files):
     "--numbers",
     type=int,
     default=0,
-    help="Also read N canvas numbers, N paper photos and N numbers holding a drawing that is no digit.",
+    help="Also read N canvas numbers, pen numbers, paper photos, photos on a desk and numbers holding a non-digit.",
 )
 @click.option("--not-digits", type=int, default=2000, show_default=True, help="Freehand non-digit drawings to refuse.")
 @click.option(
@@ -60,6 +60,7 @@ def evaluate_command(data_dir, limit, numbers, not_digits, pen_digits):
         calibration_errors,
         canvas_accuracy,
         canvas_number_accuracy,
+        desk_photo_number_accuracy,
         digit_refusals,
         mnist_test_accuracy,
         non_digit_number_refusals,
@@ -100,6 +101,7 @@ def evaluate_command(data_dir, limit, numbers, not_digits, pen_digits):
         ("canvas numbers", canvas_number_accuracy),
         ("numbers drawn with the page's pen", lambda recognizer, count, _: pen_number_accuracy(recognizer, count)),
         ("paper photos", photo_number_accuracy),
+        ("paper photos on a desk", desk_photo_number_accuracy),
     )
     for name, measure in measures:
         if numbers:

@@ -20,6 +20,7 @@ from .segmentation import holds_several_digits
 CANVAS_SEED = 20261121
 NUMBERS_SEED = 20261127
 PHOTOS_SEED = 20261128
+DESK_PHOTOS_SEED = 20261203
 NOT_DIGITS_SEED = 20261129
 NON_DIGIT_NUMBERS_SEED = 20261131
 PEN_DIGITS_SEED = 20261201
@@ -169,6 +170,12 @@ def photo_number_accuracy(recognizer, count, data_dir=None, seed=PHOTOS_SEED):
     """number_accuracy on `count` generated paper photos of 1-6 MNIST test digits."""
     _, (images, labels) = load_mnist(data_dir)
     return number_accuracy(recognizer, paper_photos(images, labels, count, seed))
+
+
+def desk_photo_number_accuracy(recognizer, count, data_dir=None, seed=DESK_PHOTOS_SEED):
+    """number_accuracy on `count` paper photos of 1-6 MNIST test digits with the desk showing around the sheet."""
+    _, (images, labels) = load_mnist(data_dir)
+    return number_accuracy(recognizer, paper_photos(images, labels, count, seed, desk=True))
 
 
 def non_digit_number_refusals(recognizer, count, data_dir=None, seed=NON_DIGIT_NUMBERS_SEED):

@@ -20,6 +20,17 @@ NOT_A_DIGIT_MARK = "x"  # the place of the drawing that is no digit, in such a n
 
 NUMBER_CANVAS = (840, 280)  # width, height: the page's number canvas, three times the digit canvas
 MARGIN = 8
+# Desks a photographed sheet may lie on (BGR, 0..1): light and dark wood, grey, black, dark blue, white.
+DESKS = (
+    (0.25, 0.45, 0.65),
+    (0.1, 0.2, 0.33),
+    (0.45, 0.45, 0.45),
+    (0.07, 0.07, 0.08),
+    (0.35, 0.2, 0.12),
+    (0.85, 0.85, 0.82),
+)
+# Share of desk photos straightened by an app instead: the sheet fills the frame, black where it had no pixels.
+STRAIGHTENED = 0.25
 
 
 def _slant(ink, shear):
@@ -179,15 +190,19 @@ def numbers_with_a_non_digit(images, labels, count, seed, lengths=(2, 6)):
         yield encode_png(ink, BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]), text
 
 
-def paper_photos(images, labels, count, seed, lengths=(1, 6)):
-    """Yield `count` (jpeg_bytes, digit string) photos of numbers (or single digits) written on paper."""
+def paper_photos(images, labels, count, seed, lengths=(1, 6), desk=False):
+    """Yield `count` (jpeg_bytes, digit string) photos of numbers (or single digits) written on paper.
+
+    The sheet fills the picture; with `desk`, the desk it lies on shows around it (or, on some, the black
+    corners an app leaves when it straightens a picture).
+    """
     rng = np.random.default_rng(seed)
     for _ in range(count):
         digits, text = _pick(images, labels, rng, lengths)
-        yield photograph(digits, rng), text
+        yield photograph(digits, rng, desk), text
 
 
-def photograph(digit_images, rng):
+def photograph(digit_images, rng, desk=False):
     """Write the digits on rendered paper and photograph them: JPEG bytes, EXIF orientation on some."""
     long_side = int(rng.choice([1024, 1600, 2048, 3000, 4000], p=[0.3, 0.25, 0.2, 0.15, 0.1]))
     landscape = len(digit_images) > 2 or rng.random() < 0.5
@@ -205,7 +220,7 @@ def photograph(digit_images, rng):
     # Ink bleeds a little into the paper and is never quite opaque.
     alpha = cv2.GaussianBlur(ink, (0, 0), rng.uniform(0.5, 1.3)) * rng.uniform(0.8, 0.97)
     pixels = pixels * (1 - alpha[..., None]) + pixels * colour[None, None, :] * alpha[..., None]
-    pixels = _perspective(pixels, rng)
+    pixels = _on_desk(pixels, rng) if desk else _perspective(pixels, rng)
     pixels = cv2.GaussianBlur(pixels, (0, 0), rng.uniform(0.4, 1.4))
     pixels = pixels + rng.normal(0, rng.uniform(0.005, 0.02), pixels.shape[:2])[..., None]  # sensor noise
     pixels = np.clip(pixels * 255, 0, 255).astype(np.uint8)
@@ -252,6 +267,29 @@ def _paper(rng, size):
     grain = grain / (grain.std() + 1e-6) * rng.uniform(0.008, 0.03)
     page = (light + grain)[..., None] * tint[None, None, :]
     return page.astype(np.float32)
+
+
+def _on_desk(pixels, rng):
+    """The sheet lying on a desk that shows around it, seen at a slight angle; or straightened, black around."""
+    height, width = pixels.shape[:2]
+    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    if rng.random() < STRAIGHTENED:
+        moved = corners + rng.uniform(-0.05, 0.05, corners.shape) * [width, height]
+        matrix = cv2.getPerspectiveTransform(corners, moved.astype(np.float32))
+        return cv2.warpPerspective(pixels, matrix, (width, height), borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    inward = np.float32([[1, 1], [-1, 1], [-1, -1], [1, -1]])
+    moved = corners + inward * rng.uniform(-0.03, 0.15, corners.shape) * [width, height]  # a corner may be cut off
+    matrix = cv2.getPerspectiveTransform(corners, moved.astype(np.float32))
+    sheet = cv2.warpPerspective(pixels, matrix, (width, height))
+    covered = cv2.warpPerspective(np.ones((height, width), np.float32), matrix, (width, height))[..., None]
+    # The desk: a colour, lit across like the sheet, with a grain drawn along one direction (wood, fabric).
+    colour = np.array(DESKS[int(rng.integers(len(DESKS)))]) * rng.uniform(0.8, 1.15)
+    streaks = cv2.resize(rng.normal(0, 1, (8, int(rng.integers(20, 120)))).astype(np.float32), (width, height))
+    streaks = streaks if rng.random() < 0.5 else cv2.resize(streaks.T.copy(), (width, height))
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    light = 1 + rng.uniform(-0.2, 0.2) * (xs / width - 0.5) + rng.uniform(-0.2, 0.2) * (ys / height - 0.5)
+    desk = (light + rng.uniform(0, 0.08) * streaks)[..., None] * colour[None, None, :]
+    return (sheet * covered + desk * (1 - covered)).astype(np.float32)
 
 
 def _perspective(pixels, rng):

@@ -5,7 +5,8 @@ darkens towards a shadow, varies with the light and has grain stronger than the 
 here the page is estimated everywhere, divided out, and the strokes are told from the grain by a
 threshold set on the image's own statistics, with hysteresis: fainter ink that runs on from a stroke
 (a fine or light pen beside a bold one, a blurred edge) is kept, and each stroke is scaled by its own
-darkness.
+darkness. Where a table, a desk or the black corners of a straightened picture show around the sheet,
+only the sheet is read.
 """
 
 import cv2
@@ -29,49 +30,172 @@ CORE = 0.8
 # Ink lying wholly within this share of the shorter side from the picture's edge is the page's edge, the
 # table or a streak of the lens, not writing: a digit written there would be cut off by the frame anyway.
 EDGE_BAND = 0.04
+STRIP_ALONG = 0.3
+STRIP_DEEP = 0.2
+STRIP_INSIDE = 0.1
+# The sheet of paper, where a table, a desk or the black corners of a straightened picture show around it.
+# Its edge is a step in brightness (strokes closed over with a window of PAPER_CLOSING_FRACTION of the reduced
+# copy's longest side: wider than a stroke, narrower than a strip of table) of more than PAPER_EDGE of the
+# brightness per pixel; a soft shadow's edge changes by about 1 % per pixel at most.
+PAPER_EDGE = 0.03
+PAPER_CLOSING_FRACTION = 0.02
+# The sheet is the convex hull of the brightest region of at least PAPER_AT_LEAST of the picture that no step
+# crosses and of every region of at least SURFACE of it at least SHADOW as bright (the sheet beyond a hard
+# shadow's edge); darker regions are not the sheet, and PAPER_MARGIN of the reduced copy's longest side inside
+# the sheet's edge is still the edge. A sheet leaving less than NOT_PAPER of the picture is taken to fill it.
+PAPER_AT_LEAST = 0.1
+SHADOW = 0.6
+# Lit regions of at least this share of the picture have their page brightness estimated on their own.
+SURFACE = 0.01
+PAPER_MARGIN = 0.01
+NOT_PAPER = 0.01
 
 
-def _page(gray):
-    """The paper's brightness at every pixel: dark strokes closed over on a reduced copy, then smoothed."""
+def _reduced(gray):
+    """The picture reduced to BACKGROUND_SIDE on its longest side (or as it is, if smaller)."""
     height, width = gray.shape
     factor = max(1.0, max(height, width) / BACKGROUND_SIDE)
     size = (max(1, round(width / factor)), max(1, round(height / factor)))
-    small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    side = 2 * max(1, round(CLOSING_FRACTION * max(size) / 2)) + 1
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
-    page = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
-    page = cv2.GaussianBlur(page, (0, 0), side / 2)
-    return cv2.resize(page, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def _closed(small, fraction):
+    """Dark strokes closed over on the reduced copy, with a round window of `fraction` of its longest side."""
+    side = 2 * max(1, round(fraction * max(small.shape) / 2)) + 1
+    return cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))), side
+
+
+def _page_and_paper(gray):
+    """(the paper's brightness at every pixel, the sheet of paper as a mask or None where it fills the picture).
+
+    Where a sharp step in brightness (the sheet's edge, a hard shadow's) divides the picture, each side's
+    brightness is estimated from its own pixels only, so that the step reads as no ink; a dark desk beside the
+    sheet is left out altogether.
+    """
+    height, width = gray.shape
+    small = _reduced(gray)
+    labels, lit, paper = _surfaces(small)
+    if paper is None and len(lit) < 2:
+        closed, side = _closed(small, CLOSING_FRACTION)
+        page = cv2.GaussianBlur(closed, (0, 0), side / 2)
+    else:
+        page = _page_by_surface(small, labels, lit)
+    if paper is not None:
+        paper = cv2.resize(paper.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    return cv2.resize(page, (width, height), interpolation=cv2.INTER_LINEAR), paper
+
+
+def _page_by_surface(small, labels, lit):
+    """The page's brightness on the reduced copy, each pixel's from the lit surface nearest to it alone."""
+    # Each pixel's nearest lit surface: distances to the surfaces' pixels, labelled pixel by pixel (in raster order).
+    sites = ~np.isin(labels, lit)
+    _, nearest = cv2.distanceTransformWithLabels(sites.astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    nearest = labels[~sites][nearest - 1]
+    page = np.zeros_like(small)
+    for surface in lit:
+        own = labels == surface
+        # Closed over and smoothed as one page, the pixels beyond it standing in at its mean brightness.
+        closed, side = _closed(np.where(own, small, small[own].mean()).astype(np.float32), CLOSING_FRACTION)
+        weight = own.astype(np.float32)
+        share = np.maximum(cv2.GaussianBlur(weight, (0, 0), side / 2), 1e-3)
+        mine = nearest == surface
+        page[mine] = (cv2.GaussianBlur(closed * weight, (0, 0), side / 2) / share)[mine]
+    return page
+
+
+def _surfaces(small):
+    """(labels of the reduced picture's flat regions, the labels of the lit surfaces, the sheet or None).
+
+    The flat regions are those no sharp step in brightness crosses (label 0 is the steps). The lit surfaces
+    are the large ones at least SHADOW as bright as the brightest (the sheet, its parts beyond a hard shadow,
+    a light desk); the sheet is where they, the steps between them and the holes in them are, or None where
+    that fills the picture.
+    """
+    closed, _ = _closed(small, PAPER_CLOSING_FRACTION)
+    step = np.hypot(cv2.Sobel(closed, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(closed, cv2.CV_32F, 0, 1, ksize=3))
+    flat = (step / 8.0 < PAPER_EDGE * np.maximum(closed, 1e-3)).astype(np.uint8)
+    # The picture's own edge bounds every region: a sheet running out of the frame must not join the table
+    # along the outermost pixels, where the derivative sees no step.
+    flat[[0, -1], :] = 0
+    flat[:, [0, -1]] = 0
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(flat, connectivity=4)
+    areas = stats[:, cv2.CC_STAT_AREA]
+    brightness = np.bincount(labels.ravel(), weights=closed.ravel(), minlength=count) / np.maximum(areas, 1)
+    large = np.flatnonzero(areas >= PAPER_AT_LEAST * closed.size)
+    large = large[large > 0]
+    if not len(large):
+        return labels, np.zeros(0, np.int32), None
+    bright = brightness >= SHADOW * brightness[large].max()
+    bright[0] = False
+    lit = np.flatnonzero(bright & (areas >= SURFACE * closed.size))
+    # The sheet is convex: the hull of its lit parts also holds the steps between them (a hard shadow's edge, a
+    # bold stroke across it) and its holes, and leaves out the desk around it.
+    paper = np.zeros(closed.shape, np.uint8)
+    cv2.fillConvexPoly(paper, cv2.convexHull(cv2.findNonZero(np.isin(labels, lit).astype(np.uint8))), 1)
+    paper = paper > 0
+    # The picture's outermost pixels (never flat) are the sheet's where the pixels inside them are.
+    paper[[0, -1], :], paper[:, [0, -1]] = paper[[1, -2], :], paper[:, [1, -2]]
+    if paper.mean() >= 1 - NOT_PAPER:
+        return labels, lit, None
+    margin = 2 * max(1, round(PAPER_MARGIN * max(closed.shape))) + 1
+    # Eroded from the desk's side only: erosion leaves the picture's own edge alone.
+    return labels, lit, cv2.erode(paper.astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
+
+
+def sheet_of_paper(small):
+    """The sheet of paper in a reduced picture, as a boolean mask; None where it fills the picture."""
+    return _surfaces(small)[2]
 
 
 def looks_like_photo(gray):
-    """True when the page's edge is unevenly lit or grainy, as a photo's is and a canvas drawing's never is."""
+    """True when the page's edge is unevenly lit or grainy, as a photo's is and a canvas drawing's never is,
+    or when the picture shows a sheet of paper with something else around it."""
     # The edge of the picture is page (strokes rarely reach it): a canvas has one flat colour there.
     border = np.concatenate([gray[0], gray[:, -1], gray[-1, ::-1], gray[::-1, 0]]).astype(np.float32)
     window = max(5, len(border) // 100) | 1
     trend = cv2.medianBlur(np.round(border * 255).astype(np.uint8).reshape(1, -1), window).ravel() / 255.0
     light = float(np.percentile(trend, 95) - np.percentile(trend, 5))
     grain = float(np.median(np.abs(border - trend)))
-    return light > UNEVEN_LIGHT or grain > GRAIN
+    # A sheet of paper with a flat, dark desk around it is a photo too, though its edge is neither.
+    return light > UNEVEN_LIGHT or grain > GRAIN or sheet_of_paper(_reduced(gray)) is not None
 
 
-def _along_edge(stats, shape):
-    """For each component's stats row, whether its box lies wholly within EDGE_BAND of one picture edge."""
-    height, width = shape
+def _edge_marks(labels, stats):
+    """For each ink component (labels and stats of connectedComponentsWithStats), whether it is the picture's
+    edge rather than writing.
+
+    That is ink lying wholly within EDGE_BAND of one edge of the picture, or ink that touches the edge, runs
+    along it for at least STRIP_ALONG of its length and lies almost all (all but STRIP_INSIDE of it) within
+    STRIP_DEEP of the edges: the desk beside a sheet, where it is as bright as the sheet's shaded side, or
+    the sheet's own edge.
+    """
+    height, width = labels.shape
     band = EDGE_BAND * min(height, width)
     left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
-    right, bottom = left + stats[:, cv2.CC_STAT_WIDTH], top + stats[:, cv2.CC_STAT_HEIGHT]
-    return (right <= band) | (bottom <= band) | (left >= width - band) | (top >= height - band)
+    wide, tall = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    right, bottom = left + wide, top + tall
+    near = (right <= band) | (bottom <= band) | (left >= width - band) | (top >= height - band)
+    touching = (left == 0) | (top == 0) | (right == width) | (bottom == height)
+    long = (wide >= STRIP_ALONG * width) | (tall >= STRIP_ALONG * height)
+    deep_rows, deep_cols = round(STRIP_DEEP * height), round(STRIP_DEEP * width)
+    inside = labels[deep_rows : height - deep_rows, deep_cols : width - deep_cols]
+    deep = np.bincount(inside.ravel(), minlength=len(stats))
+    return near | (touching & long & (deep <= STRIP_INSIDE * stats[:, cv2.CC_STAT_AREA]))
 
 
 def photo_ink(gray):
     """Return ink strength 0..1 (white on black) of a photographed page, with grain and specks removed."""
-    page = _page(gray)
+    page, paper = _page_and_paper(gray)
     contrast = np.clip(1.0 - gray / np.maximum(page, 1e-3), 0.0, 1.0).astype(np.float32)
+    on_paper = contrast if paper is None else contrast[paper]
+    if paper is not None:
+        contrast[~paper] = 0.0
     # Most pixels are paper: their median and spread measure the grain; Otsu splits strokes from paper.
-    centre = float(np.median(contrast))
-    spread = 1.4826 * float(np.median(np.abs(contrast - centre)))
-    otsu, _ = cv2.threshold(np.round(contrast * 255).astype(np.uint8), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    centre = float(np.median(on_paper))
+    spread = 1.4826 * float(np.median(np.abs(on_paper - centre)))
+    otsu, _ = cv2.threshold(
+        np.round(on_paper * 255).astype(np.uint8).reshape(1, -1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU
+    )
     threshold = max(otsu / 255.0, centre + 6.0 * spread, 0.08)
     strong = contrast > threshold
     if not strong.any():
@@ -84,7 +208,10 @@ def photo_ink(gray):
     seeded[labels[strong]] = True
     seeded[0] = False
     areas = stats[:, cv2.CC_STAT_AREA]
-    keep = seeded & (areas >= max(3, SPECK_FRACTION * areas[seeded].max())) & ~_along_edge(stats, gray.shape)
+    writing = seeded & ~_edge_marks(labels, stats)
+    if not writing.any():
+        return np.zeros_like(contrast)
+    keep = writing & (areas >= max(3, SPECK_FRACTION * areas[writing].max()))
     labels[~keep[labels]] = 0
     strokes = labels > 0
     # Each stroke's core reads 1, like a canvas pen, however dark its own ink; the soft edge fades out.

@@ -82,7 +82,7 @@ def test_evaluate_counts_a_refused_number_as_wrong_and_reads_numbers_holding_a_n
         r"drawn with the page's pen: (\d+\.\d\d)% right, \d+\.\d\d% refused \(60 drawings, 60-270 px", result.output
     )
     assert pen and float(pen[1]) > 90, result.output  # 4 sizes x 15 ways of writing a digit, one each
-    for name in ("canvas numbers", "numbers drawn with the page's pen", "paper photos"):
+    for name in ("canvas numbers", "numbers drawn with the page's pen", "paper photos", "paper photos on a desk"):
         line = next(line for line in result.output.splitlines() if line.startswith(f"{name}: "))
         assert re.fullmatch(f"{name}: {figures}", line), line
     holding = re.search(r"holding a drawing that is no digit: (\d+\.\d\d)% refused \(10 numbers\)", result.output)

@@ -315,6 +315,58 @@ def test_photo_edge_marks_are_not_writing_but_a_digit_cut_by_the_frame_is(recogn
     assert read(image_ink(cropped)[0], recognizer) == "1"
 
 
+def one_and_seven(height, width, left, top, size=180, pen=14):
+    """Strokes (0..1) of a "17" written with a bold pen, its top left at (left, top)."""
+    strokes = np.zeros((height, width), np.float32)
+    cv2.line(strokes, (left + 30, top), (left + 20, top + size), 1.0, pen, cv2.LINE_AA)
+    cv2.line(strokes, (left + 80, top + 5), (left + 190, top + 5), 1.0, pen, cv2.LINE_AA)
+    cv2.line(strokes, (left + 190, top + 5), (left + 120, top + size), 1.0, pen, cv2.LINE_AA)
+    return strokes
+
+
+def on_desk(sheet, desk_level, corners_in):
+    """The sheet (grey, 0..1) seen in perspective on a flat desk of `desk_level`, its corners moved in."""
+    height, width = sheet.shape
+    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    moved = corners + np.float32([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * np.float32(corners_in)
+    matrix = cv2.getPerspectiveTransform(corners, moved)
+    covered = cv2.warpPerspective(np.ones_like(sheet), matrix, (width, height))
+    return cv2.warpPerspective(sheet, matrix, (width, height)) * covered + desk_level * (1 - covered)
+
+
+@pytest.mark.parametrize("desk_level", [0.0, 0.3], ids=["black corners", "dark desk"])
+def test_photo_of_a_sheet_on_a_desk_reads_only_the_sheet(recognizer, desk_level):
+    height, width = 600, 800
+    sheet = lit_paper(height, width) * (1 - 0.85 * one_and_seven(height, width, 300, 200))
+    corners_in = [[40, 30], [90, 20], [30, 60], [70, 45]]
+    jpeg = photo_jpeg(on_desk(sheet, desk_level, corners_in)).tobytes()
+    gray = decode_image(jpeg)
+    assert photo.looks_like_photo(gray)
+    found = photo.sheet_of_paper(photo._reduced(gray))
+    assert found is not None and 0.6 < found.mean() < 0.9, "the sheet, without the desk"
+    ink, _ = image_ink(jpeg)
+    assert ink[:15].max() == 0 and ink[:, :20].max() == 0, "no ink on the desk nor along the sheet's edge"
+    assert read(ink, recognizer) == "17"
+
+
+def test_photo_with_a_hard_shadow_across_the_number_reads_both_sides(recognizer):
+    height, width = 600, 800
+    shade = np.ones((height, width), np.float32)
+    shade[:, 400:] = 0.8  # a lamp's sharp shadow, between the 1 and the 7
+    gray = lit_paper(height, width) * shade * (1 - 0.85 * one_and_seven(height, width, 300, 200))
+    jpeg = photo_jpeg(gray).tobytes()
+    assert photo.sheet_of_paper(photo._reduced(decode_image(jpeg))) is None, "the shaded side is the sheet too"
+    ink, _ = image_ink(jpeg)
+    assert ink[:, 395:405].max() == 0 or ink[:150, 395:405].max() == 0, "the shadow's edge is no stroke"
+    assert read(ink, recognizer) == "17"
+
+
+def test_desk_photos(mnist_test, recognizer):
+    images, labels = mnist_test
+    exact, per_digit, _ = number_accuracy(recognizer, paper_photos(images, labels, 20, seed=8, desk=True))
+    assert exact >= 0.6 and per_digit >= 0.7
+
+
 def test_generated_canvas_numbers(mnist_test, recognizer):
     images, labels = mnist_test
     exact, per_digit, _ = number_accuracy(recognizer, canvas_numbers(images, labels, 100, seed=5))

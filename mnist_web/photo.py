@@ -33,6 +33,8 @@ EDGE_BAND = 0.04
 STRIP_ALONG = 0.3
 STRIP_DEEP = 0.2
 STRIP_INSIDE = 0.1
+LINE = 0.05
+LINE_ALONG = 0.6
 # The sheet of paper, where a table, a desk or the black corners of a straightened picture show around it.
 # Its edge is a step in brightness (strokes closed over with a window of PAPER_CLOSING_FRACTION of the reduced
 # copy's longest side: wider than a stroke, narrower than a strip of table) of more than PAPER_EDGE of the
@@ -164,10 +166,11 @@ def _edge_marks(labels, stats):
     """For each ink component (labels and stats of connectedComponentsWithStats), whether it is the picture's
     edge rather than writing.
 
-    That is ink lying wholly within EDGE_BAND of one edge of the picture, or ink that touches the edge, runs
+    That is ink lying wholly within EDGE_BAND of one edge of the picture; ink that touches the edge, runs
     along it for at least STRIP_ALONG of its length and lies almost all (all but STRIP_INSIDE of it) within
-    STRIP_DEEP of the edges: the desk beside a sheet, where it is as bright as the sheet's shaded side, or
-    the sheet's own edge.
+    STRIP_DEEP of the edges (the desk beside a sheet, where it is as bright as the sheet's shaded side); and a
+    line within STRIP_DEEP of an edge, along it, at least LINE_ALONG of the picture long and at most LINE of it
+    thick (the sheet's own edge: even a 1 written so long is thicker or stands further in).
     """
     height, width = labels.shape
     band = EDGE_BAND * min(height, width)
@@ -175,12 +178,18 @@ def _edge_marks(labels, stats):
     wide, tall = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
     right, bottom = left + wide, top + tall
     near = (right <= band) | (bottom <= band) | (left >= width - band) | (top >= height - band)
+    deep_rows, deep_cols = round(STRIP_DEEP * height), round(STRIP_DEEP * width)
     touching = (left == 0) | (top == 0) | (right == width) | (bottom == height)
     long = (wide >= STRIP_ALONG * width) | (tall >= STRIP_ALONG * height)
-    deep_rows, deep_cols = round(STRIP_DEEP * height), round(STRIP_DEEP * width)
     inside = labels[deep_rows : height - deep_rows, deep_cols : width - deep_cols]
     deep = np.bincount(inside.ravel(), minlength=len(stats))
-    return near | (touching & long & (deep <= STRIP_INSIDE * stats[:, cv2.CC_STAT_AREA]))
+    lying = (
+        (wide >= LINE_ALONG * width) & (tall <= LINE * height) & ((bottom <= deep_rows) | (top >= height - deep_rows))
+    )
+    standing = (
+        (tall >= LINE_ALONG * height) & (wide <= LINE * width) & ((right <= deep_cols) | (left >= width - deep_cols))
+    )
+    return near | lying | standing | (touching & long & (deep <= STRIP_INSIDE * stats[:, cv2.CC_STAT_AREA]))
 
 
 def photo_ink(gray):

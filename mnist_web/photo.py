@@ -30,11 +30,13 @@ CORE = 0.8
 # Ink lying wholly within this share of the shorter side from the picture's edge is the page's edge, the
 # table or a streak of the lens, not writing: a digit written there would be cut off by the frame anyway.
 EDGE_BAND = 0.04
+# Strips and lines along the picture's edge that are not writing either (_edge_marks says which).
 STRIP_ALONG = 0.3
 STRIP_DEEP = 0.2
 STRIP_INSIDE = 0.1
 LINE = 0.05
 LINE_ALONG = 0.6
+LINE_PIECE = 0.02
 # The sheet of paper, where a table, a desk or the black corners of a straightened picture show around it.
 # Its edge is a step in brightness (strokes closed over with a window of PAPER_CLOSING_FRACTION of the reduced
 # copy's longest side: wider than a stroke, narrower than a strip of table) of more than PAPER_EDGE of the
@@ -183,13 +185,26 @@ def _edge_marks(labels, stats):
     long = (wide >= STRIP_ALONG * width) | (tall >= STRIP_ALONG * height)
     inside = labels[deep_rows : height - deep_rows, deep_cols : width - deep_cols]
     deep = np.bincount(inside.ravel(), minlength=len(stats))
-    lying = (
-        (wide >= LINE_ALONG * width) & (tall <= LINE * height) & ((bottom <= deep_rows) | (top >= height - deep_rows))
-    )
-    standing = (
-        (tall >= LINE_ALONG * height) & (wide <= LINE * width) & ((right <= deep_cols) | (left >= width - deep_cols))
-    )
+    lying = _line_pieces(left, wide, top, tall, width, height, (bottom <= deep_rows) | (top >= height - deep_rows))
+    standing = _line_pieces(top, tall, left, wide, height, width, (right <= deep_cols) | (left >= width - deep_cols))
     return near | lying | standing | (touching & long & (deep <= STRIP_INSIDE * stats[:, cv2.CC_STAT_AREA]))
+
+
+def _line_pieces(start, length, across, thickness, along_side, across_side, near_edge):
+    """Which components are pieces of one thin line near an edge (each at least LINE_PIECE of the picture long,
+    centred across it within LINE of each other), together at least LINE_ALONG of the picture long: the sheet's
+    own edge, however broken. The arguments are along, then across, the line."""
+    thin = near_edge & (thickness <= LINE * across_side) & (length >= LINE_PIECE * along_side)
+    centre = across + thickness / 2
+    found = np.zeros(len(start), bool)
+    for k in np.flatnonzero(thin):
+        # The pieces centred within LINE of the picture of this one's centre, across the line.
+        same = thin & (np.abs(centre - centre[k]) <= LINE * across_side)
+        covered = np.zeros(along_side, bool)
+        for j in np.flatnonzero(same):
+            covered[start[j] : start[j] + length[j]] = True
+        found[k] = covered.sum() >= LINE_ALONG * along_side
+    return found
 
 
 def photo_ink(gray):

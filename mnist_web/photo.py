@@ -69,16 +69,16 @@ def _closed(small, fraction):
     return cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))), side
 
 
-def _page_and_paper(gray):
-    """(the paper's brightness at every pixel, the sheet of paper as a mask or None where it fills the picture).
+def _page_and_paper(gray, small, surfaces):
+    """(the paper's brightness at every pixel, the sheet of paper as a mask or None where it fills the picture),
+    from the picture, its reduced copy and that copy's _surfaces.
 
     Where a sharp step in brightness (the sheet's edge, a hard shadow's) divides the picture, each side's
     brightness is estimated from its own pixels only, so that the step reads as no ink; a dark desk beside the
     sheet is left out altogether.
     """
     height, width = gray.shape
-    small = _reduced(gray)
-    labels, lit, paper = _surfaces(small)
+    labels, lit, paper = surfaces
     if paper is None and len(lit) < 2:
         closed, side = _closed(small, CLOSING_FRACTION)
         page = cv2.GaussianBlur(closed, (0, 0), side / 2)
@@ -154,14 +154,27 @@ def sheet_of_paper(small):
 def looks_like_photo(gray):
     """True when the page's edge is unevenly lit or grainy, as a photo's is and a canvas drawing's never is,
     or when the picture shows a sheet of paper with something else around it."""
+    return _uneven_or_grainy(gray) or sheet_of_paper(_reduced(gray)) is not None
+
+
+def ink_if_photo(gray):
+    """photo_ink of a picture that looks_like_photo, else None; the sheet is looked for once, for both."""
+    small = _reduced(gray)
+    surfaces = _surfaces(small)
+    if surfaces[2] is None and not _uneven_or_grainy(gray):
+        return None
+    return photo_ink(gray, small, surfaces)
+
+
+def _uneven_or_grainy(gray):
+    """True when the picture's edge is unevenly lit or grainy, as a photo's is and a canvas drawing's never is."""
     # The edge of the picture is page (strokes rarely reach it): a canvas has one flat colour there.
     border = np.concatenate([gray[0], gray[:, -1], gray[-1, ::-1], gray[::-1, 0]]).astype(np.float32)
     window = max(5, len(border) // 100) | 1
     trend = cv2.medianBlur(np.round(border * 255).astype(np.uint8).reshape(1, -1), window).ravel() / 255.0
     light = float(np.percentile(trend, 95) - np.percentile(trend, 5))
     grain = float(np.median(np.abs(border - trend)))
-    # A sheet of paper with a flat, dark desk around it is a photo too, though its edge is neither.
-    return light > UNEVEN_LIGHT or grain > GRAIN or sheet_of_paper(_reduced(gray)) is not None
+    return light > UNEVEN_LIGHT or grain > GRAIN
 
 
 def _edge_marks(labels, stats):
@@ -207,9 +220,10 @@ def _line_pieces(start, length, across, thickness, along_side, across_side, near
     return found
 
 
-def photo_ink(gray):
-    """Return ink strength 0..1 (white on black) of a photographed page, with grain and specks removed."""
-    page, paper = _page_and_paper(gray)
+def photo_ink(gray, small, surfaces):
+    """Ink strength 0..1 (white on black) of a photographed page, with grain and specks removed, given the
+    picture's reduced copy and that copy's _surfaces."""
+    page, paper = _page_and_paper(gray, small, surfaces)
     contrast = np.clip(1.0 - gray / np.maximum(page, 1e-3), 0.0, 1.0).astype(np.float32)
     on_paper = contrast if paper is None else contrast[paper]
     if paper is not None:

@@ -232,13 +232,14 @@ def decode_upright(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAUL
 def image_ink(data, max_pixels=DEFAULT_MAX_PIXELS, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
     """Return (ink 0..1 white on black, scale from ink pixels to the submitted image's pixels).
 
-    Photos (a JPEG whose page is unevenly lit or grainy) go through photo.photo_ink; everything else,
+    Photos (a JPEG that photo.looks_like_photo) go through photo.photo_ink; everything else,
     every canvas drawing included, through extract_ink as before.
     """
     gray, kind, (width, _) = decode_upright(data, max_pixels, max_decoded_bytes)
     scale = width / gray.shape[1]
-    if kind == "jpeg" and photo.looks_like_photo(gray):
-        return photo.photo_ink(gray), scale
+    ink = photo.ink_if_photo(gray) if kind == "jpeg" else None
+    if ink is not None:
+        return ink, scale
     return extract_ink(gray), scale
 
 

@@ -1,12 +1,13 @@
 """Serving under load: the project as `make run` starts it (gunicorn.conf.py), driven by wrk.
 
-    .venv/bin/python benchmarks/bench_serving.py                    # SQLite, Cassandra, constant endpoint
+    .venv/bin/python benchmarks/bench_serving.py                    # constant, decode, SQLite, Cassandra
     .venv/bin/python benchmarks/bench_serving.py --duration 10 --warmup 5 --targets constant,sqlite
     .venv/bin/python benchmarks/bench_serving.py --mode chaos       # 5 min, a worker killed and one recycled
     .venv/bin/python benchmarks/bench_serving.py --mode mixed       # drawings with photos beside, 1 and 4 threads
 
 `load` mode starts, one after the other, a Flask endpoint that answers a constant (the ceiling of
-gunicorn + Flask on this machine, same gunicorn.conf.py), mnist_web on SQLite, and mnist_web on a
+gunicorn + Flask on this machine, same gunicorn.conf.py), a Flask endpoint that only receives the drawing and
+decodes its PNG (the floor under any service that reads drawings), mnist_web on SQLite, and mnist_web on a
 real Cassandra 5.0 node (scripts/services.py, on free loopback ports). Each is driven by `wrk`
 (keep-alive, 16 connections) POSTing canvas data URLs to /predict/ (drawings of MNIST test digits by
 mnist_web.canvas): a warm-up, then the measured run; SQLite also at 4 connections. The Cassandra node
@@ -65,6 +66,7 @@ from support.ports import free_port  # noqa: E402
 MNIST_APP = "mnist_web:create_app()"
 PHOTO_PAUSE_S = 0.2  # mixed mode: the photo client's pause between photos
 CONSTANT_APP = "bench_serving:constant_app()"  # imported by gunicorn from benchmarks/
+DECODE_APP = "bench_serving:decode_app()"
 
 # wrk's Lua side: cycle through the bodies; print one JSON line of figures at the end.
 LUA_TEMPLATE = """
@@ -85,16 +87,16 @@ end
 """
 
 
-def constant_app():
-    """A Flask app that answers every POST /predict/ with the same small JSON (the load ceiling)."""
+def _baseline_app(name, read_body):
+    """A Flask app whose POST /predict/ hands the body to `read_body` and answers the same small JSON with what that
+    returns added, and whose /readyz is ready at once."""
     from flask import Flask, jsonify, request
 
-    app = Flask("constant")
+    app = Flask(name)
 
     @app.post("/predict/")
     def predict():
-        request.get_data()
-        response = jsonify(digit=7, confidence=1.0)
+        response = jsonify(digit=7, confidence=1.0, **read_body(request.get_data()))
         response.status_code = 201
         return response
 
@@ -103,6 +105,25 @@ def constant_app():
         return jsonify(status="ready")
 
     return app
+
+
+def constant_app():
+    """A Flask app that answers every POST /predict/ with the same small JSON (the load ceiling)."""
+    return _baseline_app("constant", lambda body: {})
+
+
+def decode_app():
+    """A Flask app that decodes each POST /predict/ data URL's PNG, then answers the same small JSON (the floor under
+    any service that receives drawings: the body, base64, the PNG; no model, no record)."""
+    import base64
+
+    import pyspng
+
+    def decode(body):
+        _, _, encoded = body.partition(b",")
+        return {"height": int(pyspng.load(base64.b64decode(encoded)).shape[0])}
+
+    return _baseline_app("decode", decode)
 
 
 def canvas_data_urls(count, seed=20240501):
@@ -325,6 +346,8 @@ def load_mode(args, folder, script):
     runs = []
     if "constant" in targets:
         runs.append(("constant endpoint", CONSTANT_APP, {}, [args.connections]))
+    if "decode" in targets:
+        runs.append(("decode endpoint", DECODE_APP, {}, [args.connections]))
     if "sqlite" in targets:
         sqlite_env = {"MNIST_DATABASE_URL": f"sqlite:///{folder}/bench.sqlite3"}
         runs.append(("mnist_web sqlite", MNIST_APP, sqlite_env, [args.connections, args.low_connections]))
@@ -488,7 +511,9 @@ def mixed_mode(args, folder, script):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=["load", "chaos", "mixed"], default="load")
-    parser.add_argument("--targets", default="constant,sqlite,cassandra", help="load mode: which to run (also: redis)")
+    parser.add_argument(
+        "--targets", default="constant,decode,sqlite,cassandra", help="load mode: which to run (also: redis)"
+    )
     parser.add_argument("--duration", type=int, default=30, help="seconds measured per run")
     parser.add_argument("--warmup", type=int, default=30, help="seconds of load before each measured run")
     parser.add_argument(

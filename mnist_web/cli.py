@@ -43,7 +43,8 @@ def predict_command(files):
     "--numbers",
     type=int,
     default=0,
-    help="Also read N canvas numbers, pen numbers, paper photos, photos on a desk and numbers holding a non-digit.",
+    help="Also read N canvas numbers (also each digit alone), pen numbers, paper photos, photos on a desk and numbers"
+    " holding a non-digit.",
 )
 @click.option("--not-digits", type=int, default=2000, show_default=True, help="Freehand non-digit drawings to refuse.")
 @click.option(
@@ -60,6 +61,7 @@ def evaluate_command(data_dir, limit, numbers, not_digits, pen_digits):
         calibration_errors,
         canvas_accuracy,
         canvas_number_accuracy,
+        canvas_numbers_read_apart,
         desk_photo_number_accuracy,
         digit_refusals,
         mnist_test_accuracy,
@@ -112,6 +114,11 @@ def evaluate_command(data_dir, limit, numbers, not_digits, pen_digits):
                 " counted wrong)"
             )
     if numbers:
+        exact, per_digit = canvas_numbers_read_apart(recognizer, numbers, data_dir)
+        click.echo(
+            f"canvas numbers, each digit read alone from its own strokes: {exact:.2%} exact, {per_digit:.2%} per"
+            f" digit ({numbers} numbers; the most a reader that never groups or cuts wrongly reaches with this model)"
+        )
         share = non_digit_number_refusals(recognizer, numbers, data_dir)
         click.echo(f"numbers holding a drawing that is no digit: {share:.2%} refused ({numbers} numbers)")
     from .datasets import load_mnist

@@ -13,7 +13,7 @@ from .canvas import canvas_set
 from .datasets import load_mnist
 from .errors import MnistWebError
 from .not_digits import evaluation_drawings
-from .numbers import canvas_numbers, numbers_with_a_non_digit, paper_photos
+from .numbers import canvas_number_digits, canvas_numbers, numbers_with_a_non_digit, paper_photos
 from .preprocessing import image_ink, preprocess
 from .segmentation import holds_several_digits
 
@@ -39,14 +39,21 @@ def canvas_inputs(data_dir=None, limit=None, seed=CANVAS_SEED):
     """(model inputs, labels, accepted) of the canvas set: MNIST test digits drawn on a canvas, preprocessed."""
     _, (images, labels) = load_mnist(data_dir)
     images, labels = images[:limit], labels[:limit]
-    inputs = np.zeros((len(images), 28, 28), np.float32)
-    accepted = np.ones(len(images), bool)
-    for i, (png, _) in enumerate(canvas_set(images, labels, seed)):
-        try:
-            inputs[i] = preprocess(png)
-        except MnistWebError:
-            accepted[i] = False  # a drawing the service refuses to read counts as a miss
+    inputs, accepted = _model_inputs([png for png, _ in canvas_set(images, labels, seed)])
     return inputs, labels, accepted
+
+
+def _model_inputs(drawings):
+    """(model inputs, accepted) of drawings (image bytes) through digit mode's preprocessing; a drawing the service
+    refuses to read (no ink found, say) is not accepted, its input left blank."""
+    inputs = np.zeros((len(drawings), 28, 28), np.float32)
+    accepted = np.ones(len(drawings), bool)
+    for i, drawing in enumerate(drawings):
+        try:
+            inputs[i] = preprocess(drawing)
+        except MnistWebError:
+            accepted[i] = False
+    return inputs, accepted
 
 
 def canvas_accuracy(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
@@ -69,15 +76,9 @@ def digit_refusals(recognizer, data_dir=None, limit=None, seed=CANVAS_SEED):
 
 def not_digit_inputs(count, seed=NOT_DIGITS_SEED):
     """(model inputs, kinds, read) of `count` freehand non-digit drawings; read is False where no ink was found."""
-    inputs = np.zeros((count, 28, 28), np.float32)
-    kinds, read = [], np.ones(count, bool)
-    for i, (png, kind) in enumerate(evaluation_drawings(count, seed)):
-        kinds.append(kind)
-        try:
-            inputs[i] = preprocess(png)
-        except MnistWebError:
-            read[i] = False  # refused before the model: as good as a refusal
-    return inputs, kinds, read
+    drawings = list(evaluation_drawings(count, seed))
+    inputs, read = _model_inputs([png for png, _ in drawings])  # refused before the model: as good as a refusal
+    return inputs, [kind for _, kind in drawings], read
 
 
 def not_digit_refusals(recognizer, count, seed=NOT_DIGITS_SEED):
@@ -164,6 +165,21 @@ def canvas_number_accuracy(recognizer, count, data_dir=None, seed=NUMBERS_SEED):
     """number_accuracy on `count` generated canvas numbers of 2-6 MNIST test digits."""
     _, (images, labels) = load_mnist(data_dir)
     return number_accuracy(recognizer, canvas_numbers(images, labels, count, seed))
+
+
+def canvas_numbers_read_apart(recognizer, count, data_dir=None, seed=NUMBERS_SEED):
+    """(exact, per digit) for canvas_number_accuracy's numbers with each digit read alone from its own strokes (the
+    generator's segmentation): what a reader that never groups or cuts wrongly would reach with this model."""
+    _, (images, labels) = load_mnist(data_dir)
+    exact, right, digits = 0, 0, 0
+    for text, pngs in canvas_number_digits(images, labels, count, seed):
+        inputs, accepted = _model_inputs(pngs)
+        answers = recognizer.calibration.answers(recognizer.classify_batch(inputs))
+        hits = (answers == np.array([int(digit) for digit in text])) & accepted
+        exact += bool(hits.all())
+        right += int(hits.sum())
+        digits += len(text)
+    return exact / max(count, 1), right / max(digits, 1)
 
 
 def photo_number_accuracy(recognizer, count, data_dir=None, seed=PHOTOS_SEED):

@@ -41,10 +41,25 @@ def _slant(ink, shear):
     return cv2.warpAffine(ink, matrix, (width + 2 * pad, height), flags=cv2.INTER_LINEAR)
 
 
-def _crop(ink, level=0.05):
+def _bounds(ink, level=0.05):
     rows = np.flatnonzero((ink > level).any(axis=1))
     cols = np.flatnonzero((ink > level).any(axis=0))
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _crop(ink, level=0.05):
+    return ink[_bounds(ink, level)]
+
+
+def _alone(strokes, top, left, shape):
+    """`strokes` alone at (top, left) of an empty page of `shape`; what falls outside the page is left out."""
+    page = np.zeros(shape, np.float32)
+    first_row, first_col = max(top, 0), max(left, 0)
+    last_row, last_col = min(top + strokes.shape[0], shape[0]), min(left + strokes.shape[1], shape[1])
+    page[first_row:last_row, first_col:last_col] = strokes[
+        first_row - top : last_row - top, first_col - left : last_col - left
+    ]
+    return page
 
 
 def _break_stroke(ink, rng):
@@ -99,16 +114,22 @@ def _place(strip, ink, left_limit, gap, top):
     return max(needed, left_limit)
 
 
-def draw_number(digit_images, rng, size=NUMBER_CANVAS):
-    """Draw digits side by side as one handwritten number: float32 ink (height x width), 0..1."""
+def draw_number(digit_images, rng, size=NUMBER_CANVAS, apart=False):
+    """Draw digits side by side as one handwritten number: float32 ink (height x width), 0..1.
+
+    With `apart`, answer (ink, pages) instead: pages holds, for each digit in order, its own strokes alone where
+    they lie in the number (the number's segmentation, known; the specks are in no digit's page). The draw is the
+    same either way.
+    """
     width, height = size
     count = len(digit_images)
     line = rng.uniform(0.4, 0.85) * height
     for _ in range(4):
-        ink = _draw_line(digit_images, rng, line, count)
+        ink, placed = _draw_line(digit_images, rng, line, count)
         if ink.shape[1] <= width - 2 * MARGIN and ink.shape[0] <= height - 2 * MARGIN:
             break
         line *= min((width - 2 * MARGIN) / ink.shape[1], (height - 2 * MARGIN) / ink.shape[0]) * 0.97
+    drawn = ink.shape
     if ink.shape[1] > width - 2 * MARGIN or ink.shape[0] > height - 2 * MARGIN:
         fit = min((width - 2 * MARGIN) / ink.shape[1], (height - 2 * MARGIN) / ink.shape[0])
         ink = cv2.resize(ink, (int(ink.shape[1] * fit), int(ink.shape[0] * fit)), interpolation=cv2.INTER_AREA)
@@ -117,7 +138,15 @@ def draw_number(digit_images, rng, size=NUMBER_CANVAS):
     left = int(rng.integers(MARGIN, width - MARGIN - ink.shape[1] + 1))
     page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
     _strew_specks(page, rng)
-    return page
+    if not apart:
+        return page
+    pages = []
+    for strokes, (row, col) in placed:
+        own = _alone(strokes, row, col, drawn)
+        if own.shape != ink.shape:
+            own = cv2.resize(own, ink.shape[::-1], interpolation=cv2.INTER_AREA)
+        pages.append(_alone(own, top, left, page.shape))
+    return page, pages
 
 
 def _draw_line(digit_images, rng, line, count):
@@ -134,6 +163,7 @@ def _draw_line(digit_images, rng, line, count):
     strip = np.zeros((strip_height, sum(ink.shape[1] for ink in inks) + int(line) * count + 8), np.float32)
     baseline = int(tallest * 1.2)
     right = 0
+    placed = []
     for i, ink in enumerate(inks):
         top = int(np.clip(baseline - ink.shape[0] + rng.normal(0, 0.05 * line), 0, strip_height - ink.shape[0]))
         if i == 0:
@@ -143,11 +173,16 @@ def _draw_line(digit_images, rng, line, count):
             # Wide gaps, gaps of a few pixels, and interlocked boxes (only the ink is kept clear).
             gap = int(rng.uniform(0.12, 0.45) * line) if kind < 0.4 else int(rng.integers(2, 9))
             left = _place(strip, ink, right + gap if kind < 0.4 else right - int(0.3 * ink.shape[1]), gap, top)
+            # Each digit starts right of the one before: one interlocked beside a narrow digit, clear of its rows,
+            # could start left of it (even left of the strip).
+            left = max(left, placed[-1][1][1] + 1)
         strip[top : top + ink.shape[0], left : left + ink.shape[1]] = np.maximum(
             strip[top : top + ink.shape[0], left : left + ink.shape[1]], ink
         )
         right = max(right, left + ink.shape[1])
-    return _crop(strip)
+        placed.append((ink, (top, left)))
+    rows, cols = _bounds(strip)
+    return strip[rows, cols], [(ink, (top - rows.start, left - cols.start)) for ink, (top, left) in placed]
 
 
 def _strew_specks(page, rng):
@@ -167,13 +202,24 @@ def _pick(images, labels, rng, lengths):
     return images[chosen], "".join(str(int(labels[i])) for i in chosen)
 
 
-def canvas_numbers(images, labels, count, seed, lengths=(2, 6)):
-    """Yield `count` (png_bytes, digit string) numbers drawn on an 840x280 canvas; deterministic for a seed."""
+def _canvas_numbers(images, labels, count, seed, lengths, apart):
     rng = np.random.default_rng(seed)
     for _ in range(count):
         digits, text = _pick(images, labels, rng, lengths)
-        ink = draw_number(digits, rng)
-        yield encode_png(ink, BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]), text
+        drawn = draw_number(digits, rng, apart=apart)
+        yield drawn, BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))], text
+
+
+def canvas_numbers(images, labels, count, seed, lengths=(2, 6)):
+    """Yield `count` (png_bytes, digit string) numbers drawn on an 840x280 canvas; deterministic for a seed."""
+    for ink, background, text in _canvas_numbers(images, labels, count, seed, lengths, apart=False):
+        yield encode_png(ink, background), text
+
+
+def canvas_number_digits(images, labels, count, seed, lengths=(2, 6)):
+    """Yield canvas_numbers' numbers as (digit string, [PNG bytes of each digit's own strokes alone, in order])."""
+    for (_, pages), background, text in _canvas_numbers(images, labels, count, seed, lengths, apart=True):
+        yield text, [encode_png(page, background) for page in pages]
 
 
 def numbers_with_a_non_digit(images, labels, count, seed, lengths=(2, 6)):

@@ -85,5 +85,11 @@ def test_evaluate_counts_a_refused_number_as_wrong_and_reads_numbers_holding_a_n
     for name in ("canvas numbers", "numbers drawn with the page's pen", "paper photos", "paper photos on a desk"):
         line = next(line for line in result.output.splitlines() if line.startswith(f"{name}: "))
         assert re.fullmatch(f"{name}: {figures}", line), line
+    apart = re.search(
+        r"canvas numbers, each digit read alone from its own strokes: (\d+\.\d\d)% exact, \d+\.\d\d% per digit"
+        r" \(10 numbers;",
+        result.output,
+    )
+    assert apart and float(apart[1]) >= 50, result.output
     holding = re.search(r"holding a drawing that is no digit: (\d+\.\d\d)% refused \(10 numbers\)", result.output)
     assert holding and float(holding[1]) > 0, result.output

@@ -13,6 +13,7 @@ from mnist_web.numbers import (
     _break_stroke,
     _place,
     canvas_numbers,
+    draw_number,
     numbers_with_a_non_digit,
     paper_photos,
 )
@@ -371,6 +372,25 @@ def test_generated_canvas_numbers(mnist_test, recognizer):
     images, labels = mnist_test
     exact, per_digit, _ = number_accuracy(recognizer, canvas_numbers(images, labels, 100, seed=5))
     assert exact >= 0.8 and per_digit >= 0.93
+
+
+def test_a_number_drawn_apart_is_the_same_draw_with_each_digit_alone(mnist_test):
+    images, _ = mnist_test
+    # Seed 10's line is shrunk to fit the canvas after it is drawn; seed 51's second digit, interlocked with a
+    # narrow first one, once reached past the strip's left edge (an error).
+    for seed, count in ((0, 2), (1, 4), (2, 6), (10, 6), (51, 6)):
+        digits = images[seed * 7 : seed * 7 + count]
+        page = draw_number(digits, np.random.default_rng(seed))
+        same, alone = draw_number(digits, np.random.default_rng(seed), apart=True)
+        assert np.array_equal(page, same)
+        assert len(alone) == len(digits)
+        for own in alone:
+            assert own.max() > 0.5 and own.shape == page.shape
+            assert (own <= page + 1e-5).all(), "a digit's own strokes are the number's"
+        rest = page - np.maximum.reduce(alone)
+        assert (rest > 0.05).mean() < 0.002, "only specks are in no digit's strokes"
+        boxes = [(np.flatnonzero(own.max(axis=0) > 0.05)[[0, -1]]) for own in alone]
+        assert all(a[0] < b[0] for a, b in zip(boxes, boxes[1:], strict=False)), "left to right"
 
 
 def test_generated_paper_photos(mnist_test, recognizer):

@@ -133,10 +133,9 @@ def draw_number(digit_images, rng, size=NUMBER_CANVAS, apart=False):
     if ink.shape[1] > width - 2 * MARGIN or ink.shape[0] > height - 2 * MARGIN:
         fit = min((width - 2 * MARGIN) / ink.shape[1], (height - 2 * MARGIN) / ink.shape[0])
         ink = cv2.resize(ink, (int(ink.shape[1] * fit), int(ink.shape[0] * fit)), interpolation=cv2.INTER_AREA)
-    page = np.zeros((height, width), np.float32)
     top = int(rng.integers(MARGIN, height - MARGIN - ink.shape[0] + 1))
     left = int(rng.integers(MARGIN, width - MARGIN - ink.shape[1] + 1))
-    page[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    page = _alone(ink, top, left, (height, width))
     _strew_specks(page, rng)
     if not apart:
         return page

@@ -154,16 +154,20 @@ def sheet_of_paper(small):
 def looks_like_photo(gray):
     """True when the page's edge is unevenly lit or grainy, as a photo's is and a canvas drawing's never is,
     or when the picture shows a sheet of paper with something else around it."""
-    return _uneven_or_grainy(gray) or sheet_of_paper(_reduced(gray)) is not None
+    return _is_photo(gray, sheet_of_paper(_reduced(gray)))
 
 
 def ink_if_photo(gray):
     """photo_ink of a picture that looks_like_photo, else None; the sheet is looked for once, for both."""
     small = _reduced(gray)
     surfaces = _surfaces(small)
-    if surfaces[2] is None and not _uneven_or_grainy(gray):
+    if not _is_photo(gray, surfaces[2]):
         return None
     return photo_ink(gray, small, surfaces)
+
+
+def _is_photo(gray, sheet):
+    return sheet is not None or _uneven_or_grainy(gray)
 
 
 def _uneven_or_grainy(gray):
